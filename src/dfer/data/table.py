@@ -151,7 +151,7 @@ class ClipTable:
         uniq, counts = np.unique(self.clip_id, return_counts=True)
         if len(uniq) != n:
             dup = uniq[counts > 1][:5]
-            raise DataError(f"{self.name}: duplicate clip ids {list(dup)}")
+            raise DataError(f"{self.name}: duplicate clip ids {_ids(dup)}")
         bad = (self.label < -1) | (self.label >= C)
         if bad.any():
             raise DataError(f"{self.name}: clip {self.clip_id[bad][0]!r} has label {int(self.label[bad][0])}, "
@@ -165,7 +165,7 @@ class ClipTable:
             for mask, what in ((partial_nan, "NaN votes"), (neg, "negative votes"), (zero, "votes that are all zero")):
                 if mask.any():
                     ids = self.clip_id[has][mask][:5]
-                    raise DataError(f"{self.name}: {int(mask.sum())} clip(s) have {what}, e.g. {list(ids)}")
+                    raise DataError(f"{self.name}: {int(mask.sum())} clip(s) have {what}, e.g. {_ids(ids)}")
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -196,7 +196,7 @@ class ClipTable:
             lab = self.label[rest]
             if (lab < 0).any():
                 bad = self.clip_id[rest][lab < 0][:5]
-                raise DataError(f"{self.name}: clips {list(bad)} have neither votes nor a label")
+                raise DataError(f"{self.name}: clips {_ids(bad)} have neither votes nor a label")
             out[np.flatnonzero(rest), lab] = 1.0
         return out
 
@@ -248,6 +248,42 @@ class ClipTable:
         t.validate()
         return t
 
+    def to_classes(self, classes: tuple[str, ...]) -> "ClipTable":
+        """The same clips with votes and labels re-indexed to ``classes``, by name.
+
+        Votes for a class that ``classes`` lacks are dropped only if they are all zero;
+        a clip whose hard label has no place in ``classes`` is an error (never a silent
+        relabel).
+        """
+        from dfer.emotions import label_map
+
+        classes = tuple(classes)
+        if classes == self.classes:
+            return self
+        m = label_map(self.classes, classes)
+        missing = [self.classes[i] for i in np.flatnonzero(m < 0)]
+        lab = self.label.astype(np.int64)
+        bad = (lab >= 0) & (m[np.clip(lab, 0, None)] < 0)
+        if bad.any():
+            raise DataError(f"{self.name}: {int(bad.sum())} clip(s) are labelled {missing} which the classes "
+                            f"{list(classes)} lack, e.g. {_ids(self.clip_id[bad][:3])}")
+        votes = np.full((len(self), len(classes)), np.nan, np.float32)
+        has = self.has_votes
+        if missing and has.any():
+            lost = np.nan_to_num(self.votes[has][:, m < 0]).sum(axis=1) > 0
+            if lost.any():
+                raise DataError(f"{self.name}: {int(lost.sum())} clip(s) have votes for {missing}, which the "
+                                f"classes {list(classes)} lack, e.g. {_ids(self.clip_id[has][lost][:3])}")
+        keep = np.flatnonzero(m >= 0)
+        votes[np.ix_(has, m[keep])] = self.votes[np.ix_(has, keep)]
+        votes[has] = np.nan_to_num(votes[has])
+        new_label = np.where(lab >= 0, m[np.clip(lab, 0, None)], -1).astype(np.int16)
+        mh = None
+        if self.multi_hot is not None:
+            mh = np.zeros((len(self), len(classes)), bool)
+            mh[:, m[keep]] = self.multi_hot[:, keep]
+        return replace(self, classes=classes, votes=votes, label=new_label, multi_hot=mh, meta=dict(self.meta))
+
     def class_counts(self) -> np.ndarray:
         """(C,) clips per hard label (clips without one are not counted)."""
         lab = self.hard_labels()
@@ -296,6 +332,11 @@ def concat(tables: list[ClipTable], name: str | None = None) -> ClipTable:
         votes=cat("votes"), label=cat("label"), fold=cat("fold"), split=cat("split"), group=cat("group"),
         multi_hot=mh, name=name or tables[0].name,
     )
+
+
+def _ids(ids) -> list[str]:
+    """Clip ids as plain strings for messages (numpy 2 prints np.str_('x') otherwise)."""
+    return [str(i) for i in ids]
 
 
 def _col(values, n: int, dtype, fill) -> np.ndarray:

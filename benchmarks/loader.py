@@ -1,0 +1,142 @@
+"""Loader throughput against the JPEG-decode limit (MIDAS training input: 8 x 224 x 224).
+
+Writes N clip folders of 256x256 JPEG frames (smooth noise, quality 90), then measures
+
+- ``limit``: PIL decoding the 8 sampled frames of each clip, nothing else (clips/s);
+- ``loader_w{k}``: ClipDataset + DataLoader producing normalised training clips (segment
+  sampling, random scale crop, flip, normalise) with k workers (clips/s), and its ratio to
+  the limit (per process: the limit is single-core, k workers can exceed it);
+- ``draft``: decode of a 1280x720 JPEG at full size vs at reduced size for a 224 target.
+
+Usage: python benchmarks/loader.py [--clips 64] [--frames 32] [--root DIR] [--workers 0 2]
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dfer.data.dataset import ClipDataset, build_loader
+from dfer.data.decode import clear_caches, list_frame_files, read_image
+from dfer.data.sampling import SegmentSampler
+from dfer.data.table import ClipTable
+from dfer.data.transforms import build_transforms
+
+
+def smooth_noise(rng: np.random.Generator, size: int, cells: int = 8) -> np.ndarray:
+    """uint8 (size, size, 3): bicubic-upsampled coarse noise plus fine grain, face-photo-like entropy."""
+    coarse = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), dtype=np.int16)
+    img = img + rng.normal(0, 6, img.shape).astype(np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_corpus(root: Path, clips: int, frames: int, size: int = 256) -> ClipTable:
+    rng = np.random.default_rng(0)
+    sources = []
+    for c in range(clips):
+        folder = root / f"clip{c:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = smooth_noise(rng, size)
+        for t in range(frames):
+            # drift the content a little from frame to frame, as a talking face does
+            frame = np.roll(base, shift=(t, 2 * t), axis=(0, 1))
+            Image.fromarray(frame).save(folder / f"{t:05d}.jpg", quality=90)
+        sources.append(str(folder))
+    return ClipTable.build(("happy", "sad"), [f"c{c}" for c in range(clips)], sources,
+                           label=np.arange(clips) % 2, name="bench")
+
+
+def decode_limit(table: ClipTable, num_frames: int, repeats: int) -> float:
+    sampler = SegmentSampler(num_frames, "train")
+    rng = np.random.default_rng(0)
+    for s in table.source[:4]:  # warm the listing cache and the page cache
+        list_frame_files(s)
+    start = time.perf_counter()
+    done = 0
+    for _ in range(repeats):
+        for s in table.source:
+            files = list_frame_files(s)
+            for i in sampler.sample(len(files), rng):
+                with Image.open(files[i]) as img:
+                    np.asarray(img.convert("RGB"))
+            done += 1
+    return done / (time.perf_counter() - start)
+
+
+def loader_rate(table: ClipTable, num_frames: int, size: int, workers: int, epochs: int) -> float:
+    ds = ClipDataset(table, SegmentSampler(num_frames, "train"), build_transforms(True, size=size), seed=0)
+    loader = build_loader(ds, 8, shuffle=True, num_workers=workers, seed=0, pin_memory=False)
+    loader.sampler.set_epoch(0)
+    for _ in loader:  # warm-up epoch: worker start, caches
+        pass
+    start = time.perf_counter()
+    n = 0
+    for e in range(1, epochs + 1):
+        loader.sampler.set_epoch(e)
+        for batch in loader:
+            n += batch["clip"].shape[0]
+    rate = n / (time.perf_counter() - start)
+    del loader
+    return rate
+
+
+def draft_gain(root: Path, size: int) -> dict:
+    path = root / "hd.jpg"
+    rng = np.random.default_rng(1)
+    Image.fromarray(smooth_noise(rng, 720, cells=16)).resize((1280, 720)).save(path, quality=90)
+    out = {}
+    for name, hint in (("full_ms", None), ("draft_ms", int(np.ceil(size / 0.66)))):
+        read_image(str(path), hint)
+        start = time.perf_counter()
+        for _ in range(30):
+            shape = read_image(str(path), hint).shape
+        out[name] = round((time.perf_counter() - start) / 30 * 1000, 2)
+        out[name.replace("_ms", "_shape")] = list(shape)
+    out["speedup"] = round(out["full_ms"] / out["draft_ms"], 2)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clips", type=int, default=64)
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--num-frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--root", type=Path, default=None)
+    args = p.parse_args()
+
+    torch.set_num_threads(1)  # the main process is one loader core, like a worker
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.root or Path(tmp)
+        table = write_corpus(root, args.clips, args.frames)
+        clear_caches()
+        limit = decode_limit(table, args.num_frames, args.epochs)
+        result = {
+            "clips": args.clips, "frames_per_clip": args.frames, "num_frames": args.num_frames,
+            "size": args.size, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "limit_clips_per_s": round(limit, 1),
+            "limit_frames_per_s": round(limit * args.num_frames, 1),
+        }
+        for w in args.workers:
+            rate = loader_rate(table, args.num_frames, args.size, w, args.epochs)
+            result[f"loader_w{w}_clips_per_s"] = round(rate, 1)
+            result[f"loader_w{w}_ratio"] = round(rate / limit, 3)
+        result["draft_1280x720"] = draft_gain(root, args.size)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

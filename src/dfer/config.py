@@ -1,0 +1,301 @@
+"""Run configuration: dataclasses, their YAML form, and command-line overrides.
+
+A YAML recipe is only the serialised form of :class:`RunConfig`; overrides given on the
+command line (``optim.lr=0.01 data.fold=3``) go through the same path, so a value means
+the same thing wherever it is set. The resolved config is written next to every run.
+
+Defaults follow the MIDAS paper, section 4.3: TSM ResNet-18, 8 segments, 224x224, SGD
+lr 0.02 momentum 0.9, cosine decay, 450 epochs, batch 8, dropout 0.5, alpha 0.4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dfer.errors import ConfigError
+
+LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
+
+
+@dataclass
+class SourceConfig:
+    """Where clips come from: a corpus adapter (``kind``) pointed at ``root``.
+
+    ``options`` are passed to the adapter (e.g. ``frames: clip_224x224_16f`` for DFEW,
+    ``strip_prefix`` for a list file). ``fold`` selects the cross-validation fold whose
+    clips are the test set (the others train); with ``fold: null`` the adapter's fixed
+    ``split`` column is used instead (FERV39K train/test, AFEW train/val).
+    """
+
+    kind: str = "dfew"
+    root: str = ""
+    options: dict = field(default_factory=dict)
+    fold: int | None = 1
+    train_split: str = "train"
+    test_split: str = "test"
+
+
+@dataclass
+class DataConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    #: optional different test corpus (cross-dataset: train on DFEW, test on AFEW).
+    test_source: SourceConfig | None = None
+    classes: str = "basic7"
+    num_frames: int = 8
+    size: int = 224
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    flip: bool = True
+    num_workers: int = 2
+    #: fraction of the training clips held out (stratified) for model selection; the
+    #: test fold is never used to choose anything.
+    val_fraction: float = 0.0
+    #: keep only the clear (max soft label > 0.9) training clips (the paper's Table 6).
+    train_subset: str = "all"  # all | clear | mixed
+    on_bad_clip: str = "error"  # error | skip
+    check_disk: bool = True
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tsm_resnet18"
+    pretrained: bool | str = False
+    dropout: float = 0.5
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.02
+    momentum: float = 0.9
+    #: the paper does not state weight decay; 5e-4 is the TSM code base's default.
+    weight_decay: float = 5e-4
+    epochs: int = 450
+    #: global batch: split evenly over the processes of a distributed run.
+    batch_size: int = 8
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = None
+    amp: bool = True  # mixed precision on CUDA; ignored on the CPU
+
+
+@dataclass
+class MixingConfig:
+    """MIDAS / mixup parameters (used by label modes midas, midas-hard, mixup)."""
+
+    alpha: float = 0.4
+    normalise: str = "none"  # none | softmax | renormalise; see dfer.mixing
+    temperature: float = 1.0
+    #: one λ per clip or per batch; null = the mode's own (MIDAS: per clip, mixup: per batch)
+    lam_per: str | None = None
+
+
+@dataclass
+class EvalConfig:
+    num_clips: int = 1  # clips per video at test time (multi-clip averages probabilities)
+    batch_size: int = 16
+    every: int = 1  # evaluate on the validation split every N epochs (if there is one)
+    select: str = "last"  # last | best_val (needs data.val_fraction > 0)
+
+
+@dataclass
+class RunConfig:
+    name: str = ""
+    out_dir: str = "runs"
+    seed: int = 0
+    label_mode: str = "midas"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads on the CPU (0 = torch's default)
+    log_every: int = 20
+    tensorboard: bool = True
+    progress: bool = True
+
+    def validate(self) -> "RunConfig":
+        if self.label_mode not in LABEL_MODES:
+            raise ConfigError(f"label_mode {self.label_mode!r} is not one of {list(LABEL_MODES)}")
+        if self.data.num_frames < 1 or self.data.size < 8:
+            raise ConfigError(f"data.num_frames ({self.data.num_frames}) must be >= 1 and data.size "
+                              f"({self.data.size}) >= 8")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
+        if self.eval.select not in ("last", "best_val"):
+            raise ConfigError(f"eval.select must be 'last' or 'best_val', got {self.eval.select!r}")
+        if self.eval.select == "best_val" and self.data.val_fraction <= 0:
+            raise ConfigError("eval.select=best_val needs data.val_fraction > 0: the test fold never selects a model")
+        if self.data.on_bad_clip not in ("error", "skip"):
+            raise ConfigError(f"data.on_bad_clip must be 'error' or 'skip', got {self.data.on_bad_clip!r}")
+        if self.data.train_subset not in ("all", "clear", "mixed"):
+            raise ConfigError(f"data.train_subset must be all, clear or mixed, got {self.data.train_subset!r}")
+        if self.optim.epochs < 1 or self.optim.batch_size < 1 or not self.optim.lr > 0:
+            raise ConfigError("optim.epochs, optim.batch_size and optim.lr must be positive")
+        if self.optim.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}")
+        if self.mixing.alpha <= 0:
+            raise ConfigError(f"mixing.alpha must be > 0, got {self.mixing.alpha}")
+        return self
+
+    def run_name(self) -> str:
+        """A name that encodes the protocol, mmaction2-style: tsm_resnet18_midas-a0.4_dfew-fold1."""
+        if self.name:
+            return self.name
+        src = self.data.source
+        where = f"fold{src.fold}" if src.fold is not None else src.test_split
+        mode = self.label_mode
+        if mode in ("midas", "midas-hard", "mixup"):
+            mode += f"-a{self.mixing.alpha:g}"
+        return f"{self.model.name}_{mode}_{src.kind}-{where}"
+
+
+# ---------------------------------------------------------------------- (de)serialisation
+def to_dict(cfg: Any) -> dict:
+    return asdict(cfg)
+
+
+def from_dict(cls: type, data: dict | None, where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys by name."""
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, where) for v in value] if args else list(value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML recipe (or the defaults) and apply ``key.sub=value`` overrides.
+
+    A recipe may name a ``base:`` file (relative to itself) whose values it overrides.
+    """
+    data: dict = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not of the form key.sub=value")
+        key, raw = ov.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {ov!r}: cannot parse value: {e}") from None
+        _set_path(data, key.strip().split("."), value, ov)
+    return from_dict(RunConfig, data, where=str(path) if path else "config").validate()
+
+
+def _read_yaml(path: Path, seen: tuple = ()) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'base' files form a cycle")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = data.pop("base", None)
+    if base:
+        merged = _read_yaml((path.parent / base), seen + (path.resolve(),))
+        _deep_update(merged, data)
+        return merged
+    return data
+
+
+def _deep_update(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k not in ("options", "kwargs"):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _set_path(data: dict, keys: list[str], value, ov: str) -> None:
+    d = data
+    for k in keys[:-1]:
+        nxt = d.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override {ov!r}: {k!r} is not a section")
+        d = nxt
+    d[keys[-1]] = value
+
+
+def dump_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Stable hash of everything that affects training (to refuse resuming a changed run)."""
+    import hashlib
+
+    d = to_dict(cfg)
+    for k in ("progress", "tensorboard", "log_every", "threads", "device"):
+        d.pop(k, None)
+    d["data"].pop("num_workers", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,142 @@
+"""One entry point from "a corpus on disk" to a :class:`~dfer.data.table.ClipTable`.
+
+``load_source(kind, root, **options)`` dispatches to the adapter of ``kind``;
+``load_corpus(spec)`` takes the same as a mapping (a config's ``data`` section) or a bare
+path whose kind is detected from what lies there. Adapters are imported only when used.
+
+=========  ==================================================  ==============================
+kind       adapter                                             ``root`` is
+=========  ==================================================  ==============================
+dfew       :func:`dfer.data.corpora.dfew.load_dfew`            the DFEW folder
+ferv39k    :func:`dfer.data.corpora.ferv39k.load_ferv39k`      the FERV39K folder
+afew       :func:`dfer.data.corpora.afew.load_afew`            folder of Train_AFEW/Val_AFEW
+mafw       :func:`dfer.data.corpora.mafw.load_mafw`            the MAFW folder
+listfile   :func:`dfer.data.corpora.listfile.load_listfile`    the list file (``root=`` option
+                                                               re-roots its paths)
+manifest   :func:`dfer.data.corpora.manifest.load_manifest`    the CSV / JSON-lines manifest
+synthetic  write_synthetic_dfew (if absent) + load_dfew        the synthetic corpus folder
+=========  ==================================================  ==============================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dfer.data.table import ClipTable
+from dfer.errors import ConfigError, DataError
+
+#: kind -> (module, function)
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "dfew": ("dfer.data.corpora.dfew", "load_dfew"),
+    "ferv39k": ("dfer.data.corpora.ferv39k", "load_ferv39k"),
+    "afew": ("dfer.data.corpora.afew", "load_afew"),
+    "mafw": ("dfer.data.corpora.mafw", "load_mafw"),
+    "listfile": ("dfer.data.corpora.listfile", "load_listfile"),
+    "manifest": ("dfer.data.corpora.manifest", "load_manifest"),
+    "synthetic": ("dfer.data.corpora.dfew", "load_dfew"),
+}
+KINDS = tuple(ADAPTERS)
+
+
+def _adapter(kind: str):
+    if kind not in ADAPTERS:
+        raise ConfigError(f"corpus kind {kind!r} unknown; expected one of {', '.join(KINDS)}")
+    module, fn = ADAPTERS[kind]
+    try:
+        return getattr(importlib.import_module(module), fn)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise ConfigError(f"corpus kind {kind!r} is not available in this build ({module} missing)") from None
+        raise
+
+
+def _call(kind: str, fn, first: Any, options: dict[str, Any]):
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            allowed = [p for p in list(params)[1:]]
+            raise ConfigError(f"corpus kind {kind!r}: unknown option(s) {unknown}; expected {allowed}")
+    return fn(first, **options)
+
+
+def detect_kind(path: str | os.PathLike) -> str:
+    """Guess a corpus kind from what lies at ``path``.
+
+    A ``.csv``/``.tsv``/``.jsonl`` file is a manifest, a ``.txt`` file a list file; a folder
+    is recognised by its corpus's own sub-folders (DFEW's ``EmoLabel_DataSplit``, FERV39K's
+    ``4_setups``/``2_ClipsforFaceCrop``/``0_7_LabelClips``, AFEW's ``Train_AFEW``/``Val_AFEW``,
+    MAFW's ``Labels/single_label.txt``; a synthetic corpus has ``synthetic_config.json``).
+    """
+    p = Path(path)
+    if p.is_file():
+        ext = p.suffix.lower()
+        if ext in (".csv", ".tsv", ".jsonl", ".json", ".ndjson"):
+            return "manifest"
+        if ext in (".txt", ".lst", ".list"):
+            return "listfile"
+        raise DataError(f"{p}: cannot tell the corpus kind of a {ext or 'extension-less'} file; "
+                        f"pass the kind explicitly (one of {', '.join(KINDS)})")
+    if not p.is_dir():
+        raise DataError(f"{p}: corpus not found")
+    if (p / "synthetic_config.json").exists():
+        return "synthetic"
+    if (p / "EmoLabel_DataSplit").is_dir():
+        return "dfew"
+    if any((p / d).is_dir() for d in ("4_setups", "2_ClipsforFaceCrop", "0_7_LabelClips")):
+        return "ferv39k"
+    if (p / "Train_AFEW").is_dir() or (p / "Val_AFEW").is_dir():
+        return "afew"
+    if (p / "Labels" / "single_label.txt").exists():
+        return "mafw"
+    raise DataError(f"{p}: not a DFEW, FERV39K, AFEW, MAFW or synthetic folder; pass the kind explicitly "
+                    f"(one of {', '.join(KINDS)}) or use a manifest")
+
+
+def load_source(kind: str | None, root: str | os.PathLike, /, **options: Any) -> ClipTable:
+    """Load a corpus of ``kind`` (None = :func:`detect_kind`) from ``root``.
+
+    Args:
+        kind: one of :data:`KINDS`, or None.
+        root: where the corpus lies (the list file or manifest itself for those kinds).
+        options: keyword arguments of the adapter (e.g. ``classes=``, ``layout=``,
+            ``root=`` for a list file or manifest). For ``synthetic``, fields of
+            :class:`dfer.data.corpora.synthetic.SynthConfig` (``num_clips=``, ...) are used
+            to write the corpus when ``root`` does not hold one yet.
+
+    Raises:
+        ConfigError: unknown kind or option. DataError: from the adapter.
+    """
+    kind = kind or detect_kind(root)
+    fn = _adapter(kind)
+    options = {k: v for k, v in options.items() if v is not None}
+    if kind == "synthetic":
+        from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
+
+        fields = {f.name for f in dataclasses.fields(SynthConfig)}
+        synth = {k: options.pop(k) for k in list(options) if k in fields}
+        p = Path(root)
+        if not (p / "synthetic_config.json").exists():
+            write_synthetic_dfew(p, SynthConfig(**synth))
+    return _call(kind, fn, root, options)
+
+
+def load_corpus(spec: str | os.PathLike | Mapping[str, Any]) -> ClipTable:
+    """Load a corpus from a path (kind detected) or a mapping ``{"kind": ..., "root": ...,
+    **options}`` (``path`` is accepted for ``root``; ``kind`` may be omitted)."""
+    if isinstance(spec, (str, os.PathLike)):
+        return load_source(None, spec)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"corpus spec must be a path or a mapping with 'kind' and 'root', got {type(spec).__name__}")
+    opts = dict(spec)
+    kind = opts.pop("kind", None)
+    root = opts.pop("root", None) if "path" not in opts else opts.pop("path")
+    if root is None:
+        raise ConfigError(f"corpus spec {dict(spec)} has no 'root' (or 'path')")
+    return load_source(kind, root, **opts)

@@ -1,0 +1,328 @@
+"""Read only the frames a sampler picked, from a frame folder, a video file or a still image.
+
+A training step of MIDAS (section 4.3) needs 8 frames per clip, one per segment; decoding
+a whole clip to keep 8 frames wastes most of the loader's time. So:
+
+- frame folders: only the sampled files are opened; a JPEG can be decoded at 1/2, 1/4 or
+  1/8 size straight from its DCT coefficients (``Image.draft``) when the caller's
+  ``size_hint`` is that much smaller than the stored frame;
+- video files (PyAV): a packet-level index (presentation timestamps and keyframes, read by
+  demuxing without decoding, cached per file) turns frame numbers into timestamps, so the
+  reader seeks to the keyframe before the first wanted frame, decodes forward and stops
+  after the last. Frame ``i`` is the i-th frame in presentation order, which holds for
+  variable frame rates too (no ``i / fps`` arithmetic);
+- still images: a one-frame clip; every index reads the same image.
+
+All readers return uint8 arrays of shape (T, H, W, 3), RGB, in the order of the indices
+asked for (repeats allowed). Problems with the media raise :class:`DataError` naming the
+file and what was expected.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from dfer.data.table import IMAGE_EXTENSIONS, ClipKind
+from dfer.errors import DataError
+
+__all__ = ["list_frame_files", "read_frames", "read_image", "read_video_frames", "probe_num_frames",
+           "num_frames_of", "clear_caches"]
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _path(p) -> str:
+    # exact str: numpy's str_ (ClipTable columns) makes os.scandir yield bytes names
+    return str(os.fspath(p))
+
+
+def _natural_key(name: str):
+    # "frame_2.jpg" < "frame_10.jpg": digit runs compare as numbers, the rest as text
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in _DIGITS.split(name)]
+
+
+@functools.lru_cache(maxsize=16384)
+def _listing(folder: str) -> tuple[str, ...]:
+    try:
+        names = [e.name for e in os.scandir(folder)
+                 if e.name.lower().endswith(IMAGE_EXTENSIONS) and not e.name.startswith(".")]
+    except FileNotFoundError:
+        raise DataError(f"{folder}: frame folder not found") from None
+    except NotADirectoryError:
+        raise DataError(f"{folder}: expected a frame folder, found a file") from None
+    if not names:
+        raise DataError(f"{folder}: frame folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    names.sort(key=_natural_key)
+    return tuple(os.path.join(folder, n) for n in names)
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[str]:
+    """Image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``).
+
+    The listing is cached per folder (per process): a folder is scanned once, not once
+    per epoch. Call :func:`clear_caches` after changing folders on disk.
+
+    Raises:
+        DataError: the folder is missing, is a file, or holds no image files.
+    """
+    return list(_listing(_path(folder)))
+
+
+def clear_caches() -> None:
+    """Forget cached folder listings and video indexes."""
+    _listing.cache_clear()
+    _video_index.cache_clear()
+
+
+def _reduction(width: int, height: int, size_hint: int | None) -> int:
+    """Largest power-of-two factor (<= 8) that keeps the short side >= ``size_hint``."""
+    if not size_hint:
+        return 1
+    factor = 1
+    while factor < 8 and min(width, height) // (factor * 2) >= size_hint:
+        factor *= 2
+    return factor
+
+
+def read_image(path: str, size_hint: int | None = None) -> np.ndarray:
+    """One image file -> uint8 (H, W, 3) RGB.
+
+    Args:
+        size_hint: smallest short side the caller needs; a JPEG is decoded at a reduced
+            scale (1/2, 1/4, 1/8) only while its short side stays >= ``size_hint``.
+
+    Raises:
+        DataError: missing or undecodable file (named in the message).
+    """
+    try:
+        with Image.open(path) as img:
+            if size_hint and img.format == "JPEG":
+                f = _reduction(img.width, img.height, size_hint)
+                if f > 1:
+                    img.draft("RGB", (img.width // f, img.height // f))
+            rgb = img.convert("RGB")  # also forces the decode, where truncated data surfaces
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file not found") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot decode image ({exc})") from None
+    return np.asarray(rgb)
+
+
+def _stack(frames: list[np.ndarray], names: list[str]) -> np.ndarray:
+    shape = frames[0].shape
+    for arr, name in zip(frames, names):
+        if arr.shape != shape:
+            raise DataError(f"{name}: frame is {arr.shape[1]}x{arr.shape[0]}, expected {shape[1]}x{shape[0]} "
+                            f"like {names[0]}")
+    return np.stack(frames)
+
+
+def _as_indices(indices) -> np.ndarray:
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError("no frame indices to read")
+    return idx
+
+
+def _check_range(source: str, idx: np.ndarray, n: int, what: str) -> None:
+    bad = idx[(idx < 0) | (idx >= n)]
+    if bad.size:
+        raise DataError(f"{source}: frame index {int(bad[0])} requested, expected 0..{n - 1} "
+                        f"(the {what} has {n} frames)")
+
+
+def _read_folder(folder: str, idx: np.ndarray, size_hint: int | None) -> np.ndarray:
+    files = _listing(folder)
+    _check_range(folder, idx, len(files), "folder")
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    names = [files[i] for i in uniq]
+    frames = _stack([read_image(name, size_hint) for name in names], names)
+    return frames[inverse] if len(uniq) != len(idx) or not np.array_equal(uniq, idx) else frames
+
+
+# ---------------------------------------------------------------------------- video
+@dataclass(frozen=True)
+class _VideoIndex:
+    pts: np.ndarray  # (N,) int64 presentation timestamps of the frames, sorted
+    keyframes: np.ndarray  # (K,) int64 frame numbers (into pts) of the keyframes
+
+
+def _open(path: str):
+    import av  # imported lazily: frame-folder corpora never pay for FFmpeg
+
+    if not os.path.isfile(path):
+        raise DataError(f"{path}: video file not found")
+    try:
+        container = av.open(path)
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: cannot open video ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise DataError(f"{path}: expected a video stream, found none")
+    return container
+
+
+@functools.lru_cache(maxsize=256)
+def _video_index(path: str) -> _VideoIndex | None:
+    """Timestamps and keyframes from the packets (no decoding); None when the container
+    gives packets without timestamps, in which case readers count decoded frames."""
+    import av
+
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        pts, keys = [], []
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                continue
+            if packet.pts is None:
+                return None
+            pts.append(packet.pts)
+            keys.append(packet.is_keyframe)
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: cannot read video packets ({exc})") from None
+    finally:
+        container.close()
+    if not pts:
+        raise DataError(f"{path}: video stream holds no frames")
+    pts_arr = np.asarray(pts, dtype=np.int64)
+    order = np.argsort(pts_arr, kind="stable")
+    key_pts = pts_arr[np.asarray(keys, dtype=bool)]
+    frame_of = np.searchsorted(pts_arr[order], key_pts)
+    if len(np.unique(pts_arr)) != len(pts_arr):
+        return None  # duplicate timestamps: pts cannot name a frame
+    return _VideoIndex(pts=pts_arr[order], keyframes=np.sort(frame_of))
+
+
+def probe_num_frames(path: str | os.PathLike) -> int:
+    """Frames in a video file's first video stream.
+
+    Uses the packet index (exact, also for variable frame rates); falls back to the
+    container's frame count and, when that is missing, to counting decoded frames.
+
+    Raises:
+        DataError: missing, unreadable or frameless video.
+    """
+    path = _path(path)
+    index = _video_index(path)
+    if index is not None:
+        return len(index.pts)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        if stream.frames and stream.frames > 0:
+            return int(stream.frames)
+        return sum(1 for _ in _decode(container, stream, path))
+
+
+def _decode(container, stream, path):
+    import av
+
+    try:
+        yield from container.decode(stream)
+    except av.error.FFmpegError as exc:
+        raise DataError(f"{path}: cannot decode video ({exc})") from None
+
+
+def _to_rgb(frame, factor: int) -> np.ndarray:
+    if factor > 1:
+        return frame.to_ndarray(format="rgb24", width=frame.width // factor, height=frame.height // factor)
+    return frame.to_ndarray(format="rgb24")
+
+
+def read_video_frames(path: str | os.PathLike, indices, *, size_hint: int | None = None) -> np.ndarray:
+    """Decode only frames ``indices`` of a video -> uint8 (len(indices), H, W, 3) RGB.
+
+    Raises:
+        DataError: missing/corrupt file, or an index beyond the video's frames.
+    """
+    path = _path(path)
+    idx = _as_indices(indices)
+    index = _video_index(path)
+    if index is not None:
+        _check_range(path, idx, len(index.pts), "video")
+    wanted = set(int(i) for i in idx)
+    got = _decode_wanted(path, index, wanted, size_hint, seek=True)
+    if len(got) < len(wanted) and index is not None:
+        got = _decode_wanted(path, index, wanted, size_hint, seek=False)  # a seek that overshot
+    if len(got) < len(wanted):
+        missing = min(wanted - got.keys())
+        n = probe_num_frames(path)
+        raise DataError(f"{path}: frame index {missing} requested, expected 0..{n - 1} "
+                        f"(the video decodes to {len(got) if index is None else n} frames)")
+    return np.stack([got[int(i)] for i in idx])
+
+
+def _decode_wanted(path, index, wanted: set[int], size_hint, *, seek: bool) -> dict[int, np.ndarray]:
+    first, last = min(wanted), max(wanted)
+    got: dict[int, np.ndarray] = {}
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frame_of = None
+        if index is not None:
+            frame_of = {int(p): i for i, p in enumerate(index.pts)}
+            k = index.keyframes[index.keyframes <= first]
+            if seek and k.size and k[-1] > 0:
+                container.seek(int(index.pts[k[-1]]), stream=stream, backward=True, any_frame=False)
+        factor = None
+        count = -1
+        for frame in _decode(container, stream, path):
+            count += 1
+            i = count if frame_of is None else frame_of.get(frame.pts, -1)
+            if factor is None:
+                factor = _reduction(frame.width, frame.height, size_hint)
+            if i in wanted and i not in got:
+                got[i] = _to_rgb(frame, factor)
+                if len(got) == len(wanted):
+                    break
+            if frame_of is None and count >= last:
+                break
+    return got
+
+
+# ---------------------------------------------------------------------------- dispatch
+def read_frames(source: str | os.PathLike, kind: ClipKind | int, indices, *,
+                size_hint: int | None = None) -> np.ndarray:
+    """Frames ``indices`` of one clip -> uint8 (T, H, W, 3) RGB, T = len(indices).
+
+    Args:
+        source: frame folder, video file or image file.
+        kind: :class:`ClipKind` of ``source``.
+        indices: int frame numbers (any order, repeats allowed), e.g. from a sampler.
+        size_hint: smallest short side the caller needs; lets the decoder work at a
+            reduced scale (never below ``size_hint``). None decodes at full size.
+
+    Raises:
+        DataError: naming the file or folder, what was expected and what was found.
+    """
+    source = _path(source)
+    idx = _as_indices(indices)
+    kind = ClipKind(int(kind))
+    if kind is ClipKind.FRAMES:
+        return _read_folder(source, idx, size_hint)
+    if kind is ClipKind.VIDEO:
+        return read_video_frames(source, idx, size_hint=size_hint)
+    if (idx < 0).any():
+        raise DataError(f"{source}: frame index {int(idx.min())} requested, expected >= 0")
+    frame = read_image(source, size_hint)
+    return np.broadcast_to(frame, (len(idx),) + frame.shape).copy()
+
+
+def num_frames_of(source: str | os.PathLike, kind: ClipKind | int) -> int:
+    """Frames available on disk (the truth, whatever a list file claims): folder listing
+    length, video frame count, or 1 for a still image."""
+    source = _path(source)
+    kind = ClipKind(int(kind))
+    if kind is ClipKind.FRAMES:
+        return len(_listing(source))
+    if kind is ClipKind.VIDEO:
+        return probe_num_frames(source)
+    if not os.path.isfile(source):
+        raise DataError(f"{source}: image file not found")
+    return 1

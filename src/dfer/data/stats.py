@@ -1,0 +1,175 @@
+"""``dfer data``: look at a corpus the way the MIDAS paper does before training on it.
+
+Kawamura et al. (MIDAS) describe DFEW by three views, computed here for any corpus:
+
+- Fig. 4, the class distribution: clips per (hard) class — the given label, else the
+  majority of the votes (ties count nowhere);
+- Table 6 / Sec. 5.5, the clear/mixed partition: a clip is *clear* when its maximum soft
+  label exceeds 0.9 (:func:`dfer.metrics.clear_mask`; with ten annotators, unanimous), the
+  others are *ambiguous*. The paper's "mixed expression group" is drawn from all clips
+  (clear and ambiguous) and matched to the clear group's size, so both counts are shown;
+- Fig. 5, vote coexistence: row ``i`` is the mean soft label of the clips whose class is
+  ``i`` (:func:`dfer.metrics.coexistence_matrix`).
+
+Only clips with annotator votes enter the partition and the coexistence matrix (a one-hot
+hard label would count as "clear" and say nothing about coexistence).
+
+Commands::
+
+    dfer data stats SOURCE [--kind K] [--out DIR]     print the views, write two PNGs
+    dfer data check SOURCE [--on-bad-clip skip] ...   the disk check (dfer.data.check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dfer.data.table import ClipTable
+from dfer.metrics import clear_mask, coexistence_matrix
+
+CLEAR_THRESHOLD = 0.9
+
+
+def compute_stats(table: ClipTable, clear_threshold: float = CLEAR_THRESHOLD) -> dict:
+    """The three views of a table as a JSON-ready dict.
+
+    Returns:
+        ``classes``; ``counts`` (C,) clips per hard class (Fig. 4); ``num_clips``,
+        ``num_unlabelled`` (no label, tied votes); ``num_with_votes``; ``clear`` and
+        ``ambiguous`` (C,) per-class counts among clips with votes (Table 6);
+        ``coexistence`` (C, C) or None without votes (Fig. 5); ``clear_threshold``.
+    """
+    C = table.num_classes
+    hard = table.hard_labels()
+    counts = np.bincount(hard[hard >= 0], minlength=C)
+    has = table.has_votes
+    out = {
+        "name": table.name, "classes": list(table.classes), "num_clips": len(table),
+        "num_unlabelled": int((hard < 0).sum()), "counts": counts.tolist(),
+        "num_with_votes": int(has.sum()), "clear_threshold": clear_threshold,
+        "clear": None, "ambiguous": None, "coexistence": None,
+    }
+    if has.any():
+        v = table.votes[has].astype(np.float64)
+        soft = v / v.sum(axis=1, keepdims=True)  # (clips without votes need no soft label here)
+        h = hard[has]
+        clear = clear_mask(soft, clear_threshold)
+        keep = h >= 0
+        out["clear"] = np.bincount(h[keep & clear], minlength=C).tolist()
+        out["ambiguous"] = np.bincount(h[keep & ~clear], minlength=C).tolist()
+        out["num_clear"] = int(clear.sum())
+        m = coexistence_matrix(soft, table.classes, labels=h)
+        out["coexistence"] = [[None if not np.isfinite(v) else float(v) for v in row] for row in m]
+    return out
+
+
+def format_stats(stats: dict) -> str:
+    """Plain-text tables of :func:`compute_stats` (fixed width, no colour: pipes cleanly)."""
+    classes = stats["classes"]
+    w = max(9, *(len(c) for c in classes))
+    lines = [f"{stats['name']}: {stats['num_clips']} clips, {stats['num_with_votes']} with votes, "
+             f"{stats['num_unlabelled']} without a class (no label or tied votes)", ""]
+    total = max(1, sum(stats["counts"]))
+    head = f"{'class':<{w}} {'clips':>7} {'share':>6}"
+    if stats["clear"] is not None:
+        head += f" {'clear':>7} {'ambig.':>7} {'%clear':>7}"
+    lines += ["Class distribution (Fig. 4) and clear/ambiguous partition (Table 6, clear = max soft label > "
+              f"{stats['clear_threshold']:g})", head]
+    for k, c in enumerate(classes):
+        row = f"{c:<{w}} {stats['counts'][k]:>7} {100 * stats['counts'][k] / total:>5.1f}%"
+        if stats["clear"] is not None:
+            cl, am = stats["clear"][k], stats["ambiguous"][k]
+            row += f" {cl:>7} {am:>7} " + (f"{100 * cl / (cl + am):>6.1f}%" if cl + am else f"{'-':>7}")
+        lines.append(row)
+    row = f"{'total':<{w}} {sum(stats['counts']):>7} {'100%':>6}"
+    if stats["clear"] is not None:
+        cl, am = sum(stats["clear"]), sum(stats["ambiguous"])
+        row += f" {cl:>7} {am:>7} {100 * cl / max(1, cl + am):>6.1f}%"
+        lines += [row, "", f"Table 6 groups: clear = {cl} clips; the mixed group is drawn from all {cl + am} "
+                           f"labelled clips with votes, matched to the clear group's size and class distribution."]
+    else:
+        lines += [row, "", "No votes in this corpus: no clear/ambiguous partition, no coexistence matrix."]
+    if stats["coexistence"] is not None:
+        lines += ["", "Coexistence (Fig. 5): mean soft label (columns) of the clips of each class (rows)",
+                  " " * w + " " + " ".join(f"{c[:6]:>6}" for c in classes)]
+        for c, r in zip(classes, stats["coexistence"]):
+            lines.append(f"{c:<{w}} " + " ".join(f"{'-':>6}" if v is None else f"{v:>6.2f}" for v in r))
+    return "\n".join(lines)
+
+
+def write_figures(stats: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """``class_distribution.png`` (Fig. 4) and, with votes, ``coexistence.png`` (Fig. 5)."""
+    from dfer.plots import plot_class_distribution, plot_coexistence
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = stats["classes"]
+    paths = [plot_class_distribution(np.asarray(stats["counts"]), classes, out / "class_distribution.png",
+                                     title=f"{stats['name']}: clips per class")]
+    if stats["coexistence"] is not None:
+        m = np.array([[np.nan if v is None else v for v in r] for r in stats["coexistence"]], np.float64)
+        paths.append(plot_coexistence(m, classes, out / "coexistence.png",
+                                      title=f"{stats['name']}: mean soft label per class"))
+    return [Path(p) for p in paths]
+
+
+# ---------------------------------------------------------------------------- CLI
+def _source_arguments(p: argparse.ArgumentParser) -> None:
+    from dfer.data.corpora.registry import KINDS
+
+    p.add_argument("source", help="corpus folder, list file or manifest")
+    p.add_argument("--kind", choices=KINDS, help="corpus kind (default: detected from SOURCE)")
+    p.add_argument("--root", help="re-root the paths of a list file or manifest (none may leave it)")
+    p.add_argument("--classes", help="class set: basic7, mafw11, ... or a comma-separated list of names")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = sub.add_parser("stats", help="class distribution, clear/ambiguous partition, coexistence + two PNGs")
+    _source_arguments(s)
+    s.add_argument("--out", default=".", help="folder for the PNGs and stats.json (default: current folder)")
+    s.add_argument("--clear-threshold", type=float, default=CLEAR_THRESHOLD,
+                   help="a clip is clear when its max soft label exceeds this (default %(default)s)")
+    c = sub.add_parser("check", help="check files and frame counts against the disk")
+    _source_arguments(c)
+    c.add_argument("--workers", type=int, help="threads (default 4 x CPUs, at most 32)")
+    c.add_argument("--cache-dir", help="cache folder for the check results")
+    c.add_argument("--on-bad-clip", choices=("error", "skip"), default="error")
+    c.add_argument("--skipped-out", help="CSV to list the skipped clips in (with --on-bad-clip skip)")
+    c.add_argument("--no-verify", action="store_true", help="count frames only, decode nothing")
+
+
+def _load(args) -> ClipTable:
+    from dfer.data.corpora.registry import load_source
+
+    options = {}
+    if args.root is not None:
+        options["root"] = args.root
+    if args.classes is not None:
+        options["classes"] = args.classes
+    return load_source(args.kind, args.source, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    table = _load(args)
+    if args.action == "check":
+        from dfer.data.check import check_table, write_skipped
+
+        _, report = check_table(table, workers=args.workers, cache_dir=args.cache_dir,
+                                on_bad_clip=args.on_bad_clip, verify=not args.no_verify)
+        print(f"dfer data check: {table.name}: {report.summary()} in {report.seconds:.1f}s")
+        if report.skipped and args.skipped_out:
+            print(f"skipped clips listed in {write_skipped(report, args.skipped_out)}")
+        return 0
+    stats = compute_stats(table, args.clear_threshold)
+    print(format_stats(stats))
+    out = Path(args.out)
+    paths = write_figures(stats, out)
+    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    print("\nwrote " + ", ".join(str(p) for p in paths + [out / "stats.json"]))
+    return 0

@@ -1,0 +1,236 @@
+"""Clip transforms: one set of random parameters per clip, applied to every frame.
+
+MIDAS (section 4.3) applies "random scaling before inputting the video clip into the model
+at training time" and resizes every frame to 224x224. :class:`RandomScaleCrop` is the TSN
+multi-scale crop that TSM-based work means by random scaling: crop height and width are
+each drawn from ``scales`` x the short side (at most ``max_distort`` scale steps apart),
+placed at a random or a fixed grid position, and resized to ``size``. Flip, resize, centre
+crop and normalisation complete the pipeline; :func:`build_transforms` assembles it.
+
+Every transform takes a clip as uint8 numpy (T, H, W, 3) (what :mod:`dfer.data.decode`
+returns) or a tensor (T, C, H, W) (any leading dims, via torchvision's ``...`` handling)
+and returns a tensor (T, C, H, W); randomness comes only from the ``generator`` argument.
+Geometry runs on uint8 (torchvision's fast uint8 antialiased resize on a channels-last
+view) and the conversion to float happens once, at :class:`ToClipTensor`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from dfer.errors import ConfigError
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "as_clip_tensor", "RandomScaleCrop", "RandomHorizontalFlip",
+           "Resize", "CenterCrop", "ToClipTensor", "Normalize", "Compose", "build_transforms"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
+
+
+def as_clip_tensor(clip) -> torch.Tensor:
+    """uint8 numpy (T, H, W, 3) -> tensor (T, 3, H, W) sharing memory; tensors pass through."""
+    if isinstance(clip, np.ndarray):
+        if clip.ndim != 4 or clip.shape[-1] != 3:
+            raise ValueError(f"Expected a numpy clip of shape (T, H, W, 3), got {clip.shape}")
+        return torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)
+    if isinstance(clip, torch.Tensor):
+        if clip.ndim < 3:
+            raise ValueError(f"Expected a clip tensor of shape (T, C, H, W), got {tuple(clip.shape)}")
+        return clip
+    raise TypeError(f"Expected a numpy array or torch.Tensor clip, got {type(clip).__name__}")
+
+
+def _randint(high: int, generator: torch.Generator | None) -> int:
+    """Uniform integer in [0, high)."""
+    return int(torch.randint(high, (1,), generator=generator).item())
+
+
+class RandomScaleCrop:
+    """TSN multi-scale crop + resize to ``size`` x ``size``, the same for every frame.
+
+    Args:
+        size: output side (MIDAS: 224).
+        scales: crop side as fractions of the short side; height and width are drawn
+            independently from these, at most ``max_distort`` positions apart.
+        max_distort: 0 keeps crops square, 1 (TSN) allows one scale step of aspect change.
+        fix_crop: place the crop at one of 13 grid positions (corners, centre, edge
+            midpoints, quarter points) as TSN does; False places it uniformly at random.
+    """
+
+    def __init__(self, size: int, scales: Sequence[float] = TSN_SCALES, max_distort: int = 1,
+                 fix_crop: bool = True):
+        if not scales or any(not 0 < s <= 1 for s in scales):
+            raise ConfigError(f"scales must be fractions in (0, 1], got {tuple(scales)}")
+        self.size = int(size)
+        self.scales = tuple(float(s) for s in scales)
+        self.max_distort = int(max_distort)
+        self.fix_crop = bool(fix_crop)
+        self.pairs = [(i, j) for i in range(len(self.scales)) for j in range(len(self.scales))
+                      if abs(i - j) <= self.max_distort]
+
+    def params(self, height: int, width: int, generator: torch.Generator | None) -> tuple[int, int, int, int]:
+        """(top, left, crop_h, crop_w) for a frame of ``height`` x ``width``."""
+        base = min(height, width)
+        i, j = self.pairs[_randint(len(self.pairs), generator)]
+        crop_h = max(1, int(base * self.scales[i]))
+        crop_w = max(1, int(base * self.scales[j]))
+        dh, dw = height - crop_h, width - crop_w
+        if not self.fix_crop:
+            return _randint(dh + 1, generator), _randint(dw + 1, generator), crop_h, crop_w
+        q_h, q_w = dh // 4, dw // 4
+        grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2),  # corners and centre
+                (0, 2), (4, 2), (2, 0), (2, 4),  # edge midpoints
+                (1, 1), (1, 3), (3, 1), (3, 3)]  # quarter points
+        gy, gx = grid[_randint(len(grid), generator)]
+        return gy * q_h, gx * q_w, crop_h, crop_w
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        top, left, h, w = self.params(clip.shape[-2], clip.shape[-1], generator)
+        return F.resized_crop(clip, top, left, h, w, [self.size, self.size], antialias=True)
+
+    def __repr__(self) -> str:
+        return f"RandomScaleCrop(size={self.size}, scales={self.scales}, max_distort={self.max_distort})"
+
+
+class RandomHorizontalFlip:
+    """Mirror every frame of the clip with probability ``p`` (one draw per clip)."""
+
+    def __init__(self, p: float = 0.5):
+        self.p = float(p)
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        if torch.rand(1, generator=generator).item() < self.p:
+            return F.horizontal_flip(clip)
+        return clip
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class Resize:
+    """Resize the short side to ``size`` (int) or every frame to (H, W) (pair), antialiased."""
+
+    def __init__(self, size: int | Sequence[int]):
+        self.size = [int(size)] if isinstance(size, int) else [int(s) for s in size]
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        return F.resize(as_clip_tensor(clip), self.size, antialias=True)
+
+    def __repr__(self) -> str:
+        return f"Resize({self.size})"
+
+
+class CenterCrop:
+    """Crop the central ``size`` x ``size`` (or (H, W)) region of every frame."""
+
+    def __init__(self, size: int | Sequence[int]):
+        self.size = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        return F.center_crop(as_clip_tensor(clip), self.size)
+
+    def __repr__(self) -> str:
+        return f"CenterCrop({self.size})"
+
+
+class ToClipTensor:
+    """uint8 (T, H, W, 3) numpy or (T, C, H, W) tensor -> contiguous float32 (T, C, H, W)
+    in [0, 1]."""
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        if clip.dtype != torch.uint8:
+            raise TypeError(f"ToClipTensor expects uint8 frames, got {clip.dtype}")
+        return clip.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+
+    def __repr__(self) -> str:
+        return "ToClipTensor()"
+
+
+class Normalize:
+    """(x - mean) / std per channel on a float clip (..., C, H, W); ImageNet statistics by
+    default, as the ImageNet-pretrained ResNet-18 of MIDAS expects."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 inplace: bool = False):
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"normalisation std must be positive, got {self.std}")
+        self.inplace = bool(inplace)
+        # (x - mean) / std as x * (1 / std) + (-mean / std): two in-place passes, no division
+        self._scale = torch.tensor([1.0 / s for s in self.std]).view(-1, 1, 1)
+        self._shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std)]).view(-1, 1, 1)
+
+    def __call__(self, clip: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Args: clip float (..., C, H, W). ``inplace=True`` overwrites it, for pipelines
+        that own the tensor (:func:`build_transforms` right after :class:`ToClipTensor`)."""
+        if not clip.is_floating_point():
+            raise TypeError(f"Normalize expects a float clip (apply ToClipTensor first), got {clip.dtype}")
+        if not self.inplace:
+            return F.normalize(clip, self.mean, self.std)
+        scale = self._scale.to(clip.device, clip.dtype)
+        shift = self._shift.to(clip.device, clip.dtype)
+        return clip.mul_(scale).add_(shift)
+
+    def inverse(self, clip: torch.Tensor) -> torch.Tensor:
+        """Undo the normalisation (for plots and checks): x * std + mean."""
+        shape = (-1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=clip.dtype, device=clip.device).view(shape)
+        std = torch.tensor(self.std, dtype=clip.dtype, device=clip.device).view(shape)
+        return clip * std + mean
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean}, std={self.std}, inplace={self.inplace})"
+
+
+class Compose:
+    """Apply transforms in order, handing each the same generator.
+
+    ``size_hint`` is the smallest frame short side worth decoding for this pipeline (see
+    :func:`dfer.data.decode.read_frames`); None means full resolution.
+    """
+
+    def __init__(self, transforms: Sequence, size_hint: int | None = None):
+        self.transforms = list(transforms)
+        self.size_hint = size_hint
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        for t in self.transforms:
+            clip = t(clip, generator)
+        return clip
+
+    def __repr__(self) -> str:
+        body = ",\n    ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n    {body}\n], size_hint={self.size_hint})"
+
+
+def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN_SCALES, flip: bool = True,
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Compose:
+    """The MIDAS input pipeline, uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
+
+    Train: random scale crop (``scales`` of the short side) -> ``size`` x ``size``, random
+    horizontal flip (``flip``), to [0, 1], normalise. Test: short side to ``size``, centre
+    crop ``size`` x ``size`` (the whole face, as the scale-1 training crop), to [0, 1],
+    normalise.
+    """
+    if int(size) < 1:
+        raise ConfigError(f"size must be >= 1, got {size}")
+    if train:
+        ops = [RandomScaleCrop(size, scales)] + ([RandomHorizontalFlip()] if flip else [])
+        # the smallest crop (min scale x short side) is resized up to `size`; decoding
+        # below size / min_scale would throw away pixels the crop needs
+        hint = math.ceil(size / min(scales))
+    else:
+        ops = [Resize(size), CenterCrop(size)]
+        hint = int(size)
+    # ToClipTensor returns a fresh tensor, so normalising it in place mutates nobody's data
+    return Compose(ops + [ToClipTensor(), Normalize(mean, std, inplace=True)], size_hint=hint)

@@ -1,0 +1,556 @@
+"""MIDAS: mixing whole clips and their soft labels, on the device, in training only.
+
+Implements section 3.1 of Kawamura et al., *MIDAS: Mixing Ambiguous Data with Soft Labels
+for Dynamic Facial Expression Recognition* (WACV 2024). For two distinct clips i and
+j = j(i) of the batch and a ratio λ ~ Beta(α, α):
+
+    eq. (1), (2)   x̃⁽ᵗ⁾ = λ x_i⁽ᵗ⁾ + (1 − λ) x_j⁽ᵗ⁾     for every frame t,
+    eq. (3)        ỹ    = λ y_i   + (1 − λ) y_j,
+
+where y is the soft label (vote distribution, rows summing to 1). "MIDAS does not allow
+the same video to be selected": :func:`sample_partners` never pairs a clip with itself.
+
+The softmax after mixing. The paper then says ỹ "is normalized by using a softmax
+operation" but not on what. On probabilities (our ``soft_label``) softmax flattens the
+target almost to uniform -- its largest entry is at most e / (e + C − 1), 0.31 for C = 7 --
+and in a measured run (docs/method-notes.md) it cost 15 points of accuracy, with the
+training loss stuck near ln C. On vote counts it sharpens the target instead. So the
+normalisation is a named choice, written into the run's config:
+
+* ``"none"``: ỹ as mixed; a convex mix of two distributions already sums to 1.
+* ``"softmax"``: softmax(ỹ / τ). τ = 1 is the paper-literal reading on probabilities;
+  τ = 1/S with S annotators equals the softmax over vote counts, the other reading.
+* ``"renormalise"``: ỹ / Σ ỹ; the identity on proper distributions, but defined for rows
+  that do not sum to 1 (e.g. unnormalised votes).
+
+The default, ``normalise="none"``, is provisional: it is the variant that did not lose
+accuracy in the one measurement we have, and it stands until the hard / soft / MIDAS
+comparison under each normalisation is measured. The paper-literal variant is
+``MixConfig(mode="midas", normalise="softmax", temperature=1.0)``.
+
+Modes of :class:`MixConfig`:
+
+* ``"midas"``: soft labels mixed, partner j(i) ≠ i, λ drawn per sample (by default).
+* ``"midas-hard"``: the same procedure on one-hot hard labels ("MIDAS w/ hard label",
+  Table 3 of the paper).
+* ``"mixup"``: plain mixup (Zhang et al., ICLR 2018): one λ per batch, partner = a random
+  permutation of the batch (self-pairs allowed), one-hot hard labels, no normalisation.
+* ``"none"``: clip and target pass through; the trainer chooses hard or soft targets.
+
+Randomness enters only through an explicit ``torch.Generator`` that lives on the CPU;
+λ and the partner indices (B numbers each) are drawn there and moved with
+``.to(device, non_blocking=True)``, so the mixing itself is two gathers and a ``lerp`` on
+the device, with no host round trip except the checks of hard labels and of row sums
+(``"renormalise"``), which must read values. Mixing runs in the clip's dtype, so it works
+unchanged inside ``torch.autocast``. Nothing here modifies a caller's tensor.
+
+Drop it into your own training loop::
+
+    from dfer.mixing import BatchMixer, MixConfig
+    from dfer.losses import soft_target_cross_entropy
+    mixer = BatchMixer(MixConfig(mode="midas", alpha=0.4), num_classes=7, generator=0)
+    for batch in loader:  # clip (B, T, C, H, W), soft_label (B, K)
+        mixed = mixer(batch["clip"].cuda(), batch["soft_label"].cuda())
+        loss = soft_target_cross_entropy(model(mixed.clip), mixed.target)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from dfer.errors import ConfigError, DataError
+
+__all__ = [
+    "MODES",
+    "NORMALISE_MODES",
+    "BatchMixer",
+    "MixConfig",
+    "MixResult",
+    "mix_clips",
+    "mix_targets",
+    "normalise_target",
+    "one_hot",
+    "sample_lam",
+    "sample_partners",
+]
+
+MODES: tuple[str, ...] = ("none", "midas", "midas-hard", "mixup")
+NORMALISE_MODES: tuple[str, ...] = ("none", "softmax", "renormalise")
+LAM_PER: tuple[str, ...] = ("sample", "batch")
+
+
+# ---------------------------------------------------------------------------------------
+# Random draws: pure functions of an explicit CPU generator.
+# ---------------------------------------------------------------------------------------
+
+
+def _check_cpu_generator(generator: torch.Generator) -> None:
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"Expected a torch.Generator, got {type(generator).__name__}")
+    if generator.device.type != "cpu":
+        # The draws are a handful of numbers; a CPU generator makes them identical on
+        # every machine and keeps the state a plain byte tensor for checkpoints.
+        raise ValueError(f"Expected a CPU torch.Generator, got one on {generator.device}")
+
+
+def _log_standard_gamma(alpha: float, size: int, generator: torch.Generator) -> torch.Tensor:
+    """log of ``size`` draws of Gamma(alpha, 1), float64, Marsaglia & Tsang (2000).
+
+    torch's public Gamma/Beta distributions draw from the global RNG and take no
+    generator, hence this sampler built on generator-driven normals and uniforms. For
+    alpha < 1 it uses the boost Gamma(a) = Gamma(a + 1) · U^(1/a), kept in log space: at
+    alpha = 0.2 the factor U^5 leaves float32's range often enough to turn λ into 0/0.
+    """
+    a = alpha + 1.0 if alpha < 1.0 else alpha
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = torch.empty(size, dtype=torch.float64)
+    pending = torch.arange(size)
+    while pending.numel():  # acceptance rate >= 0.95, so this loops once or twice
+        n = pending.numel()
+        x = torch.randn(n, generator=generator, dtype=torch.float64)
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        v = (1.0 + c * x) ** 3
+        positive = v > 0
+        log_v = torch.log(torch.where(positive, v, torch.ones_like(v)))
+        accept = positive & (torch.log(u) < 0.5 * x * x + d - d * v + d * log_v)
+        out[pending[accept]] = math.log(d) + log_v[accept]
+        pending = pending[~accept]
+    if alpha < 1.0:
+        # 1 - rand lies in (0, 1], so the log is finite.
+        u = 1.0 - torch.rand(size, generator=generator, dtype=torch.float64)
+        out += torch.log(u) / alpha
+    return out
+
+
+def sample_lam(
+    alpha: float,
+    size: int,
+    generator: torch.Generator,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Draw mixing ratios λ ~ Beta(alpha, alpha), eq. (1)-(3).
+
+    λ = G₁ / (G₁ + G₂) with G₁, G₂ ~ Gamma(alpha, 1) independent, evaluated as
+    sigmoid(log G₁ − log G₂) in float64 so that small alpha (mass near 0 and 1) never
+    yields 0/0. The same generator state gives the same λ on every device.
+
+    alpha <= 0 is rejected rather than read as "no mixing" (mixup's convention): Beta(0, 0)
+    is not a distribution, and switching mixing off is ``MixConfig(mode="none")``.
+
+    Args:
+        alpha: Concentration α of the symmetric Beta, > 0 and finite. The paper uses 0.4.
+        size: Number of draws, >= 1.
+        generator: CPU ``torch.Generator`` supplying all randomness.
+        device: Where the result goes (moved with ``non_blocking=True``).
+        dtype: Floating dtype of the result. The draw is float64 either way; float32
+            rounds the ~2% of Beta(0.2, 0.2) draws that lie within 6e-8 of 1 to exactly 1,
+            which is harmless for mixing but shows in a goodness-of-fit test.
+
+    Returns:
+        Tensor (size,) of ``dtype`` (float32 by default) with values in [0, 1].
+
+    Raises:
+        ValueError: alpha is not a positive finite number or size < 1.
+    """
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (
+        math.isfinite(alpha) and alpha > 0
+    ):
+        raise ValueError(f"Expected alpha > 0 (finite) for Beta(alpha, alpha), got {alpha!r}")
+    if size < 1:
+        raise ValueError(f"Expected size >= 1, got {size}")
+    _check_cpu_generator(generator)
+    log_g1 = _log_standard_gamma(float(alpha), size, generator)
+    log_g2 = _log_standard_gamma(float(alpha), size, generator)
+    lam = torch.sigmoid(log_g1 - log_g2).to(dtype)
+    return lam.to(device, non_blocking=True) if device is not None else lam
+
+
+def sample_partners(
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Draw a partner j(i) ≠ i for every clip i, uniform over the other B − 1 clips.
+
+    MIDAS "does not allow the same video to be selected": r ~ U{0, …, B − 2} is shifted
+    past i, a bijection onto {0, …, B − 1} \\ {i}. Partners are drawn independently, so
+    two clips may share a partner (as when sampling pairs from the data set).
+
+    Args:
+        batch_size: B, >= 2.
+        generator: CPU ``torch.Generator``.
+        device: Where the result goes (moved with ``non_blocking=True``).
+
+    Returns:
+        int64 tensor (B,) with ``partner[i] != i``.
+
+    Raises:
+        ValueError: B < 2 (a single clip has no partner).
+    """
+    if batch_size < 2:
+        raise ValueError(
+            f"Expected batch_size >= 2 to pair every clip with a different one, got {batch_size}"
+        )
+    _check_cpu_generator(generator)
+    r = torch.randint(0, batch_size - 1, (batch_size,), generator=generator)
+    partner = r + (r >= torch.arange(batch_size)).to(r.dtype)
+    return partner.to(device, non_blocking=True) if device is not None else partner
+
+
+# ---------------------------------------------------------------------------------------
+# The mixing itself: pure functions, no randomness, no in-place writes.
+# ---------------------------------------------------------------------------------------
+
+
+def _check_pairing(batch: int, partner_index: torch.Tensor, lam: torch.Tensor) -> None:
+    if partner_index.dtype != torch.int64 or tuple(partner_index.shape) != (batch,):
+        raise ValueError(
+            f"Expected partner_index of shape ({batch},) and dtype torch.int64, "
+            f"got shape {tuple(partner_index.shape)} and dtype {partner_index.dtype}"
+        )
+    if not lam.is_floating_point() or tuple(lam.shape) not in ((batch,), ()):
+        raise ValueError(
+            f"Expected a floating lam of shape ({batch},) or (), "
+            f"got shape {tuple(lam.shape)} and dtype {lam.dtype}"
+        )
+
+
+def _weight(lam: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    # λ of shape (B,) becomes (B, 1, ..., 1): one ratio per clip, the same for all frames.
+    lam = lam.to(device=like.device, dtype=like.dtype)
+    return lam.reshape(lam.shape + (1,) * (like.ndim - lam.ndim))
+
+
+def mix_clips(clip: torch.Tensor, partner_index: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Mix every clip with its partner frame by frame, eq. (1)-(2).
+
+    x̃_i = λ_i x_i + (1 − λ_i) x_{j(i)}, computed as ``lerp(x_j, x_i, λ)`` in the clip's
+    dtype. Only the leading batch dimension is indexed, so images work as well.
+
+    Args:
+        clip: Floating tensor (B, T, C, H, W), or images (B, C, H, W).
+        partner_index: int64 (B,), partner j(i) of clip i, on the clip's device.
+        lam: Floating (B,) per clip, or () for the whole batch; cast to the clip's dtype.
+
+    Returns:
+        A new tensor with the clip's shape, dtype and device; ``clip`` is not modified.
+
+    Raises:
+        ValueError: Shapes or dtypes do not match the above.
+    """
+    if clip.ndim not in (4, 5) or not clip.is_floating_point():
+        raise ValueError(
+            "Expected a batched floating clip of shape (B, T, C, H, W) or images (B, C, H, W), "
+            f"got shape {tuple(clip.shape)} and dtype {clip.dtype}"
+        )
+    _check_pairing(clip.shape[0], partner_index, lam)
+    return torch.lerp(clip.index_select(0, partner_index), clip, _weight(lam, clip))
+
+
+def mix_targets(
+    target: torch.Tensor, partner_index: torch.Tensor, lam: torch.Tensor
+) -> torch.Tensor:
+    """Mix every target with its partner's, eq. (3): ỹ_i = λ_i y_i + (1 − λ_i) y_{j(i)}.
+
+    Args:
+        target: Floating (B, K) soft labels or one-hot rows.
+        partner_index: int64 (B,), on the target's device.
+        lam: Floating (B,) or (); the arithmetic runs in the target's dtype.
+
+    Returns:
+        A new (B, K) tensor of the target's dtype; ``target`` is not modified.
+
+    Raises:
+        ValueError: Shapes or dtypes do not match the above.
+    """
+    if target.ndim != 2 or not target.is_floating_point():
+        raise ValueError(
+            "Expected a floating target of shape (B, K), "
+            f"got shape {tuple(target.shape)} and dtype {target.dtype}"
+        )
+    _check_pairing(target.shape[0], partner_index, lam)
+    return torch.lerp(target.index_select(0, partner_index), target, _weight(lam, target))
+
+
+def normalise_target(
+    target: torch.Tensor, mode: str = "none", temperature: float = 1.0
+) -> torch.Tensor:
+    """Normalise mixed targets row by row (the softmax after eq. (3); see module docstring).
+
+    Args:
+        target: Floating (B, K).
+        mode: ``"none"`` (returned as is), ``"softmax"`` (softmax(target / temperature))
+            or ``"renormalise"`` (target / row sum; rows must have a positive sum).
+        temperature: τ > 0 of the softmax; τ = 1 is the paper-literal reading on
+            probabilities, τ = 1/S equals the softmax over the votes of S annotators.
+
+    Returns:
+        (B, K) rows summing to 1 for ``"softmax"`` / ``"renormalise"``; for ``"none"``
+        the input itself.
+
+    Raises:
+        ValueError: Unknown mode, temperature <= 0, bad shape, or a row with sum <= 0
+            under ``"renormalise"``.
+    """
+    if target.ndim != 2 or not target.is_floating_point():
+        raise ValueError(
+            "Expected a floating target of shape (B, K), "
+            f"got shape {tuple(target.shape)} and dtype {target.dtype}"
+        )
+    if mode == "none":
+        return target
+    if mode == "softmax":
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"Expected temperature > 0 (finite), got {temperature!r}")
+        return torch.softmax(target / temperature, dim=-1)
+    if mode == "renormalise":
+        total = target.sum(dim=-1, keepdim=True)
+        bad = (total <= 0).squeeze(-1).nonzero().flatten()
+        if bad.numel():
+            raise ValueError(
+                "Expected every target row to have a positive sum to renormalise, "
+                f"rows {bad.tolist()[:10]} do not"
+            )
+        return target / total
+    raise ValueError(f"Expected normalise mode in {NORMALISE_MODES}, got {mode!r}")
+
+
+def one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """One-hot float32 rows from hard labels, refusing clips without one.
+
+    Args:
+        label: int64 (B,), class index per clip; -1 marks a clip without a hard label
+            (e.g. a tie in the votes).
+        num_classes: K.
+
+    Returns:
+        float32 (B, K) on the label's device.
+
+    Raises:
+        ValueError: label is not an integer (B,) tensor.
+        DataError: a label is -1 or otherwise outside [0, K).
+    """
+    if label.ndim != 1 or label.is_floating_point() or label.dtype == torch.bool:
+        raise ValueError(
+            f"Expected an integer label of shape (B,), got shape {tuple(label.shape)} "
+            f"and dtype {label.dtype}"
+        )
+    bad = ((label < 0) | (label >= num_classes)).nonzero().flatten()
+    if bad.numel():
+        positions = bad.tolist()
+        raise DataError(
+            f"hard labels required: batch position(s) {positions[:10]} have label(s) "
+            f"{label[bad].tolist()[:10]}, expected a class index in [0, {num_classes}) "
+            "(-1 means the clip has no hard label); use soft labels (mode 'midas') or "
+            "leave such clips out of hard-label training"
+        )
+    return torch.nn.functional.one_hot(label.long(), num_classes).to(torch.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration and the thin stateful wrapper.
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class MixConfig:
+    """How a training batch is mixed. Serialised as-is into the run's config.
+
+    Attributes:
+        mode: ``"none"``, ``"midas"``, ``"midas-hard"`` or ``"mixup"`` (module docstring).
+        alpha: α of λ ~ Beta(α, α), > 0; the paper uses 0.4. Ignored by mode ``"none"``.
+        normalise: ``"none"``, ``"softmax"`` or ``"renormalise"`` applied to ỹ. The default
+            ``"none"`` is provisional, pending the measurement described in
+            docs/method-notes.md; ``"softmax"`` with ``temperature=1.0`` is the
+            paper-literal variant. Mode ``"mixup"`` is defined without normalisation.
+        temperature: τ of ``normalise="softmax"``, > 0.
+        lam_per: ``"sample"`` (one λ per clip) or ``"batch"`` (one λ shared by the batch);
+            None means the mode's own: per sample for MIDAS, per batch for mixup.
+    """
+
+    mode: str = "midas"
+    alpha: float = 0.4
+    normalise: str = "none"
+    temperature: float = 1.0
+    lam_per: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(
+                f"mix config: mode must be one of {', '.join(MODES)}; got {self.mode!r}"
+            )
+        for name in ("alpha", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+                math.isfinite(value) and value > 0
+            ):
+                raise ConfigError(f"mix config: {name} must be a number > 0; got {value!r}")
+            setattr(self, name, float(value))
+        if self.normalise not in NORMALISE_MODES:
+            raise ConfigError(
+                f"mix config: normalise must be one of {', '.join(NORMALISE_MODES)}; "
+                f"got {self.normalise!r}"
+            )
+        if self.lam_per is not None and self.lam_per not in LAM_PER:
+            raise ConfigError(
+                f"mix config: lam_per must be one of {', '.join(LAM_PER)} or null; "
+                f"got {self.lam_per!r}"
+            )
+        if self.mode == "mixup" and self.normalise != "none":
+            raise ConfigError(
+                f"mix config: mode 'mixup' is defined without normalisation; got normalise "
+                f"{self.normalise!r} (use mode 'midas-hard' to normalise mixed hard labels)"
+            )
+        if self.mode == "mixup" and self.lam_per == "sample":
+            raise ConfigError(
+                "mix config: mode 'mixup' draws one lam per batch; got lam_per 'sample' "
+                "(use mode 'midas-hard' for one lam per clip)"
+            )
+
+    @property
+    def resolved_lam_per(self) -> str:
+        """``lam_per`` with None replaced by the mode's own choice."""
+        if self.lam_per is not None:
+            return self.lam_per
+        return "batch" if self.mode == "mixup" else "sample"
+
+
+class MixResult(NamedTuple):
+    """What :class:`BatchMixer` returns, whatever the mode.
+
+    Attributes:
+        clip: Mixed clip, same shape and dtype as the input (B, T, C, H, W).
+        target: float32 (B, K) training target on the clip's device.
+        lam: float32 (B,) ratio of each clip's own content (1 where nothing was mixed).
+        partner: int64 (B,) index of the clip mixed in (i itself where nothing was mixed).
+    """
+
+    clip: torch.Tensor
+    target: torch.Tensor
+    lam: torch.Tensor
+    partner: torch.Tensor
+
+
+class BatchMixer:
+    """Applies :class:`MixConfig` to training batches on their device.
+
+    Owns the CPU ``torch.Generator`` from which every λ and partner is drawn; save
+    :meth:`state_dict` with the checkpoint and a resumed run draws exactly the same
+    numbers. Call it in training only; evaluation sees the clips as they are.
+
+    A batch of one clip (a last, incomplete batch) is passed through unmixed in the MIDAS
+    modes, since there is no other clip to pair with; its target is still normalised as
+    configured. Use ``drop_last=True`` in the loader to avoid such batches.
+
+    Args:
+        config: The mixing configuration.
+        num_classes: K, the width of every target.
+        generator: A CPU ``torch.Generator`` (used and advanced in place), or an int seed.
+    """
+
+    def __init__(
+        self, config: MixConfig, num_classes: int, generator: torch.Generator | int = 0
+    ) -> None:
+        if num_classes < 2:
+            raise ConfigError(f"mix config: num_classes must be >= 2; got {num_classes}")
+        if isinstance(generator, int):
+            generator = torch.Generator().manual_seed(generator)
+        _check_cpu_generator(generator)
+        self.config = config
+        self.num_classes = num_classes
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The generator state, a uint8 CPU tensor under ``"rng_state"``."""
+        return {"rng_state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore the generator state saved by :meth:`state_dict`."""
+        self.generator.set_state(state["rng_state"].to(device="cpu", dtype=torch.uint8))
+
+    def __call__(
+        self,
+        clip: torch.Tensor,
+        soft_label: torch.Tensor | None = None,
+        label: torch.Tensor | None = None,
+    ) -> MixResult:
+        """Mix a batch.
+
+        Args:
+            clip: Floating (B, T, C, H, W) on the training device (images (B, C, H, W)
+                work too).
+            soft_label: float (B, K) rows summing to 1; required by modes ``"none"`` and
+                ``"midas"``.
+            label: int64 (B,) hard labels, -1 = none; required by ``"midas-hard"`` and
+                ``"mixup"``, where every clip must have one.
+
+        Returns:
+            :class:`MixResult` (clip, target, lam, partner), all on the clip's device.
+
+        Raises:
+            ValueError: Missing or malformed arguments (a bug in the caller).
+            DataError: A hard mode got a clip without a valid hard label.
+        """
+        cfg = self.config
+        if clip.ndim not in (4, 5) or not clip.is_floating_point():
+            raise ValueError(
+                "Expected a batched floating clip of shape (B, T, C, H, W) or images "
+                f"(B, C, H, W), got shape {tuple(clip.shape)} and dtype {clip.dtype}"
+            )
+        batch, device = clip.shape[0], clip.device
+        target = self._target(batch, device, soft_label, label)
+
+        if cfg.mode == "none" or (batch < 2 and cfg.mode != "mixup"):
+            lam = torch.ones(batch, dtype=torch.float32, device=device)
+            partner = torch.arange(batch, device=device)
+            if cfg.mode != "none":
+                target = normalise_target(target, cfg.normalise, cfg.temperature)
+            return MixResult(clip, target, lam, partner)
+
+        if cfg.mode == "mixup":
+            partner = torch.randperm(batch, generator=self.generator).to(device, non_blocking=True)
+        else:
+            partner = sample_partners(batch, self.generator, device)
+        if cfg.resolved_lam_per == "batch":
+            lam = sample_lam(cfg.alpha, 1, self.generator, device).repeat(batch)
+        else:
+            lam = sample_lam(cfg.alpha, batch, self.generator, device)
+
+        mixed_clip = mix_clips(clip, partner, lam)
+        mixed_target = mix_targets(target, partner, lam)
+        mixed_target = normalise_target(mixed_target, cfg.normalise, cfg.temperature)
+        return MixResult(mixed_clip, mixed_target, lam, partner)
+
+    def _target(
+        self,
+        batch: int,
+        device: torch.device,
+        soft_label: torch.Tensor | None,
+        label: torch.Tensor | None,
+    ) -> torch.Tensor:
+        # Hard modes build one-hot rows from `label`; the others take `soft_label` as given.
+        if self.config.mode in ("midas-hard", "mixup"):
+            if label is None:
+                raise ValueError(f"mode {self.config.mode!r} needs the hard `label` of every clip")
+            if tuple(label.shape) != (batch,):
+                raise ValueError(f"Expected label of shape ({batch},), got {tuple(label.shape)}")
+            return one_hot(label.to(device, non_blocking=True), self.num_classes)
+        if soft_label is None:
+            raise ValueError(f"mode {self.config.mode!r} needs `soft_label`")
+        if (
+            tuple(soft_label.shape) != (batch, self.num_classes)
+            or not soft_label.is_floating_point()
+        ):
+            raise ValueError(
+                f"Expected a floating soft_label of shape ({batch}, {self.num_classes}), "
+                f"got shape {tuple(soft_label.shape)} and dtype {soft_label.dtype}"
+            )
+        return soft_label.to(device=device, dtype=torch.float32, non_blocking=True)

@@ -1,0 +1,150 @@
+"""Pretrained weights for the model backbones, with errors a user can act on offline.
+
+``pretrained`` in every builder is one of:
+
+- ``False``: random initialisation;
+- ``True``: torchvision's weights enum for the backbone (ImageNet for the 2D ResNet-18,
+  as in MIDAS section 4.3; Kinetics-400 for R3D-18). The file is read from the torch hub
+  cache, ``torch.hub.get_dir()/checkpoints/<file>``, and downloaded there when missing;
+  when the download fails (no network) a :class:`~dfer.errors.ConfigError` names the file,
+  the directory to put it in and the URL to fetch it from on a machine that is online;
+- a path to a local state dict (``.pth``/``.pt`` via ``torch.load``, or ``.safetensors``):
+  a torchvision-layout backbone (``conv1.weight``, ..., ``fc.weight``) or a dfer model
+  (``backbone.conv1.weight``, ..., ``classifier.weight``). Only the backbone is loaded;
+  the source's classifier (``fc.*`` / ``classifier.*``) is dropped because its number of
+  classes need not match, and the model keeps its freshly initialised classifier.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import WeightsEnum
+
+from dfer.errors import ConfigError
+
+Pretrained = bool | str | os.PathLike
+
+# Keys of a classifier head, dropped from a source state dict because the number of classes
+# of the source (1000 for ImageNet, 400 for Kinetics, K for a dfer run) rarely matches.
+_HEAD_PREFIXES = ("fc.", "classifier.")
+# Containers used by common training scripts around the state dict itself.
+_CONTAINER_KEYS = ("state_dict", "model", "model_state", "model_state_dict")
+
+
+def cache_path(weights: WeightsEnum) -> Path:
+    """Where torch hub keeps the file of ``weights``: ``<hub dir>/checkpoints/<file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def fetch_state_dict(weights: WeightsEnum) -> dict[str, torch.Tensor]:
+    """Read the state dict of a torchvision weights enum, downloading it when not cached.
+
+    Args:
+        weights: e.g. ``ResNet18_Weights.IMAGENET1K_V1``.
+
+    Returns:
+        The state dict, tensors on the CPU.
+
+    Raises:
+        ConfigError: the file is not cached and cannot be downloaded, or cannot be read.
+    """
+    path = cache_path(weights)
+    if path.is_file():
+        return _read(path)
+    try:
+        # Looked up on torch.hub at call time (torchvision binds its own copy at import),
+        # so that tests can replace the download with a failing stub.
+        return torch.hub.load_state_dict_from_url(weights.url, map_location="cpu", progress=False, weights_only=True)
+    except (OSError, http.client.HTTPException) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(
+            f"pretrained weights {weights} are not in the cache and could not be downloaded ({reason}): "
+            f"expected file {path.name} in {path.parent}; fetch {weights.url} on a machine that is online "
+            f"and copy it to {path}"
+        ) from None
+
+
+def read_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a local state dict file, unwrapping ``{"state_dict": ...}``-style containers.
+
+    A ``module.`` prefix (left by DistributedDataParallel) is removed.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, or holds no state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: pretrained weights file not found")
+    state: Any = _read(path)
+    for key in _CONTAINER_KEYS:
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"{path}: expected a state dict (parameter name -> tensor), found {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _read(path: Path) -> Any:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types on a corrupt or foreign file
+        reason = " ".join(str(err).split())[:200] or type(err).__name__
+        raise ConfigError(f"{path}: cannot read weights ({reason}); delete or replace the file") from None
+
+
+def backbone_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Reduce a source state dict to backbone keys: strip ``backbone.``, drop head keys.
+
+    A dfer model's state dict (keys ``backbone.*``) keeps only its backbone; a torchvision
+    model's state dict loses ``fc.*``.
+    """
+    if any(k.startswith("backbone.") for k in state):
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    return {k: v for k, v in state.items() if not k.startswith(_HEAD_PREFIXES)}
+
+
+def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsEnum, *, model_name: str) -> None:
+    """Load pretrained weights into ``backbone`` in place (no-op when ``pretrained`` is False).
+
+    Args:
+        backbone: the torchvision network whose head (``fc``) was replaced by ``nn.Identity``.
+        pretrained: ``False``, ``True`` (use ``weights``) or a path to a local state dict.
+        weights: the torchvision weights enum to use for ``pretrained=True``.
+        model_name: the dfer model's name, for error messages.
+
+    Raises:
+        ConfigError: the weights cannot be found or read, or do not fit the backbone.
+    """
+    if pretrained is False or pretrained is None:
+        return
+    if pretrained is True:
+        source, state = str(weights), fetch_state_dict(weights)
+    elif isinstance(pretrained, (str, os.PathLike)):
+        source, state = os.fspath(pretrained), read_state_dict_file(pretrained)
+    else:
+        raise ConfigError(f"pretrained must be true, false or a path to a state dict, got {pretrained!r}")
+    state = backbone_state(state)
+    expected = backbone.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong_shape = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+            if keys:
+                shown = ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+                parts.append(f"{len(keys)} {label} ({shown})")
+        raise ConfigError(f"{source}: weights do not fit the backbone of {model_name}: {'; '.join(parts)}")
+    backbone.load_state_dict(state, strict=True)

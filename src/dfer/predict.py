@@ -1,0 +1,720 @@
+"""``dfer predict``: the emotion distribution over the time of any video or still image.
+
+The MIDAS paper (Kawamura et al., Sec. 4.1 and 4.3) classifies a clip from 8 frames, one
+per equal segment (TSN sampling), of the face detected and aligned by an affine transform.
+This command applies a trained model the same way to every stretch of a user's video:
+
+1. **Faces**: decode (PyAV), detect (RetinaFace) on every ``detect_every``-th frame,
+   link, fill and smooth one face track, and align every frame to the 256x256 template of
+   ``dfer preprocess`` (:func:`dfer.preprocess.track.faces_from_frames`); then the
+   run's test-time transform (:func:`dfer.data.transforms.build_transforms` with
+   ``train=False``: short side to ``size``, centre crop, ImageNet normalisation).
+2. **Windows**: a window covers ``window_seconds`` of video, ``L = round(window_seconds
+   * fps)`` frames, sampled into the model's ``num_frames`` frames exactly as the test
+   clips of training (:class:`dfer.data.sampling.SegmentSampler`, segment centres; a
+   window shorter than ``num_frames`` repeats frames evenly). Windows start every
+   ``stride`` frames (default ``L``: each frame belongs to one window); when the last
+   window would run past the end, one more window is placed so that it ends on the last
+   frame, so every frame is covered and every window has the same length. A video shorter
+   than ``L`` is one window over all its frames; a still image is a one-frame clip
+   repeated ``num_frames`` times (one window).
+3. **Classes**: windows are batched through the model under ``torch.inference_mode``;
+   each window's softmax is its distribution over the classes. A decoded and aligned
+   frame is transformed once and shared by every window that samples it; frames no
+   remaining window needs are dropped, so memory stays bounded by one window's frames
+   (plus the raw-frame cache of ``faces_from_frames``).
+
+Frames where the track is not really there (``FrameSource.FILLED``: before the face
+appears, after it leaves) are "no face" frames: a window's ``face_found`` is the fraction
+of its frames (all frames of its span, not only the sampled ones) with a face, and a
+window below ``min_face`` gets no distribution (``null`` in JSON, empty cells in CSV, a gap
+in the timeline) instead of a guess from a stale crop.
+
+Outputs per input ``X`` in ``--out`` (default ``./predictions``): ``X.json`` (everything),
+``X.csv`` (one row per window) and ``X.png`` (stacked probabilities over time with the
+no-face frames shaded; not written for a still image). One line per input on stdout.
+
+Exit codes: 0 when at least one input was predicted; 2 when none was (every input had no
+face or failed to decode; each is reported on its own line) or the arguments are bad
+(missing file, unsupported extension, not a run directory, bad option values), which
+stop the command before any input is processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dfer.errors import ConfigError, DataError, DfeError
+
+__all__ = ["PredictConfig", "WindowPlan", "window_length", "plan_windows", "ModelBundle", "load_model",
+           "predict_file", "add_arguments", "run"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+ALIGN_SIZE = 256  # the aligned frame size of `dfer preprocess` (DFEW's own frames), i.e. of the training data
+
+
+@dataclass
+class PredictConfig:
+    """Settings of ``dfer predict`` (the model's ``size`` and ``num_frames`` come from the run).
+
+    Attributes:
+        window_seconds: seconds of video one window covers.
+        stride: frames between window starts; None = the window length (no overlap).
+        batch_size: windows per forward pass.
+        detect_every: run the face detector on every k-th frame, track in between.
+        max_side: detection resolution (longest side in pixels); 0 = full resolution.
+        score_threshold: minimum face confidence.
+        smooth_window: centred moving average of the landmarks, in frames.
+        min_face: windows with a smaller fraction of face frames get no distribution.
+        aligned: the inputs are already aligned face crops (e.g. DFEW frames): no detection.
+        threads: threads for torch, onnxruntime and OpenCV; 0 = their defaults.
+        plot: write the timeline PNG.
+    """
+
+    window_seconds: float = 2.0
+    stride: int | None = None
+    batch_size: int = 8
+    detect_every: int = 3
+    max_side: int = 320
+    score_threshold: float = 0.9
+    smooth_window: int = 5
+    min_face: float = 0.5
+    aligned: bool = False
+    threads: int = 0
+    plot: bool = True
+
+    def validate(self) -> "PredictConfig":
+        checks = [
+            (self.window_seconds > 0 and math.isfinite(self.window_seconds),
+             f"--window-seconds must be > 0, got {self.window_seconds}"),
+            (self.stride is None or self.stride >= 1, f"--stride must be >= 1 frame, got {self.stride}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.detect_every >= 1, f"--detect-every must be >= 1, got {self.detect_every}"),
+            (self.max_side == 0 or self.max_side >= 64, f"--max-side must be 0 or >= 64, got {self.max_side}"),
+            (0 < self.score_threshold < 1, f"--score-threshold must be in (0, 1), got {self.score_threshold}"),
+            (self.smooth_window >= 1, f"--smooth must be >= 1, got {self.smooth_window}"),
+            (0 <= self.min_face <= 1, f"--min-face must be in [0, 1], got {self.min_face}"),
+            (self.threads >= 0, f"--threads must be >= 0, got {self.threads}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+# ---------------------------------------------------------------------------- windows (pure)
+@dataclass(frozen=True)
+class WindowPlan:
+    """Sliding windows over a clip of ``num_video_frames`` frames.
+
+    Attributes:
+        starts: (W,) int64 first frame of each window, non-decreasing.
+        ends: (W,) int64 one past the last frame of each window.
+        indices: (W, num_frames) int64 frames each window feeds the model (non-decreasing
+            within a row, inside ``[start, end)``; the first column is non-decreasing over rows).
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    indices: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def window_length(window_seconds: float, fps: float) -> int:
+    """Frames in a window of ``window_seconds`` at ``fps`` (at least 1)."""
+    return max(1, int(round(window_seconds * fps)))
+
+
+def plan_windows(num_video_frames: int, window: int, stride: int, num_frames: int) -> WindowPlan:
+    """Window placement and TSN sampling inside each window (see the module docstring).
+
+    Args:
+        num_video_frames: N >= 1 frames in the clip.
+        window: L >= 1 frames per window.
+        stride: frames between consecutive starts (>= 1).
+        num_frames: T frames the model takes per window.
+
+    Returns:
+        :class:`WindowPlan`. Starts are ``0, stride, 2*stride, ...`` while a full window
+        fits; if frames remain after the last of them, a final window ``[N - L, N)`` is
+        added. ``N < L`` gives one window ``[0, N)``. Each window's frames are the segment
+        centres of :class:`dfer.data.sampling.SegmentSampler` (test mode) over its span.
+    """
+    from dfer.data.sampling import SegmentSampler
+
+    n, L, s = int(num_video_frames), int(window), int(stride)
+    if n < 1 or L < 1 or s < 1:
+        raise ValueError(f"expected num_video_frames, window and stride >= 1, got {n}, {L}, {s}")
+    if n <= L:
+        starts = np.zeros(1, np.int64)
+    else:
+        starts = np.arange(0, n - L + 1, s, dtype=np.int64)
+        if starts[-1] + L < n:
+            starts = np.append(starts, n - L)
+    ends = np.minimum(starts + L, n)
+    sampler = SegmentSampler(num_frames, mode="test")
+    offsets = {int(length): sampler.sample(int(length)) for length in np.unique(ends - starts)}
+    indices = np.stack([start + offsets[int(end - start)] for start, end in zip(starts, ends)]).astype(np.int64)
+    return WindowPlan(starts, ends, indices)
+
+
+def no_face_spans(found: np.ndarray, fps: float) -> list[tuple[float, float]]:
+    """Runs of frames without a face as ``(start_s, end_s)`` (frame ``t`` spans
+    ``[t / fps, (t + 1) / fps)``)."""
+    missing = ~np.asarray(found, bool)
+    if not missing.any():
+        return []
+    edges = np.diff(np.concatenate([[0], missing.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(float(a / fps), float(b / fps)) for a, b in zip(starts, ends)]
+
+
+# ---------------------------------------------------------------------------- model
+@dataclass
+class ModelBundle:
+    """A model ready for inference and what it expects.
+
+    Attributes:
+        model: module in eval mode mapping (B, T, 3, size, size) float32 to logits (B, C).
+        classes: the C class names.
+        size: input side in pixels.
+        num_frames: T.
+        device: where the model lives.
+        source: what was loaded (for the report).
+    """
+
+    model: torch.nn.Module
+    classes: tuple[str, ...]
+    size: int
+    num_frames: int
+    device: torch.device
+    source: dict = field(default_factory=dict)
+
+
+def _device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {spec}: CUDA is not available on this machine")
+    return device
+
+
+def load_model(*, run: str | None = None, which: str | None = None, checkpoint: str | None = None,
+               model_name: str = "tsm_resnet18", classes: str = "basic7", size: int | None = None,
+               num_frames: int | None = None, device: str = "auto") -> ModelBundle:
+    """Load a trained model from a run directory or from a bare checkpoint file.
+
+    Args:
+        run: run directory of ``dfer train`` (config.yaml, classes.json, checkpoints/).
+        which: ``last`` or ``best`` (default: the run's own selection rule).
+        checkpoint: a ``.safetensors`` checkpoint of ``dfer train`` (with ``model_name``
+            and ``classes``; ``size`` default 224, ``num_frames`` default 8).
+        size, num_frames: override the run's input size / frames per window.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        ConfigError: not a run directory, missing or unreadable checkpoint, a checkpoint
+            that does not fit the model, bad sizes.
+    """
+    dev = _device(device)
+    if (run is None) == (checkpoint is None):
+        raise ConfigError("give exactly one of --run RUN_DIR or --checkpoint FILE")
+    if run is not None:
+        from dfer.evaluate import load_run
+
+        run_dir = Path(run)
+        if not run_dir.is_dir():
+            raise ConfigError(f"{run_dir}: run directory not found")
+        for name in ("config.yaml", "classes.json"):
+            if not (run_dir / name).is_file():
+                raise ConfigError(f"{run_dir} is not a dfer run directory (no {name})")
+        try:
+            model, cfg, run_classes = load_run(run_dir, which=which, device=dev)
+        except DfeError:
+            raise
+        except Exception as e:  # a damaged file in the run: the user's data, not a dfer bug
+            raise ConfigError(f"{run_dir}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from None
+        bundle = ModelBundle(model, tuple(run_classes), int(size or cfg.data.size),
+                             int(num_frames or cfg.data.num_frames), dev,
+                             {"run": str(run_dir), "which": which or ("best" if cfg.eval.select == "best_val" else "last"),
+                              "model": cfg.model.name})
+    else:
+        from dfer.emotions import resolve_classes
+        from dfer.models import create_model
+        from dfer.train import load_checkpoint
+
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise ConfigError(f"{path}: checkpoint file not found")
+        class_names = tuple(resolve_classes(classes))
+        model = create_model(model_name, num_classes=len(class_names), pretrained=False)
+        rng = torch.get_rng_state()
+        try:
+            load_checkpoint(path, model)
+        except Exception as e:
+            raise ConfigError(f"{path}: not a dfer checkpoint for {model_name} with {len(class_names)} classes "
+                              f"({type(e).__name__}: {_first_line(e)})") from None
+        finally:
+            torch.set_rng_state(rng)  # loading must not disturb the caller's random stream
+        bundle = ModelBundle(model.to(dev).eval(), class_names, int(size or 224), int(num_frames or 8), dev,
+                             {"checkpoint": str(path), "model": model_name})
+    if bundle.size < 8:
+        raise ConfigError(f"--size must be >= 8, got {bundle.size}")
+    if bundle.num_frames < 1:
+        raise ConfigError(f"--num-frames must be >= 1, got {bundle.num_frames}")
+    bundle.source.update(size=bundle.size, num_frames=bundle.num_frames)
+    return bundle
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+# ---------------------------------------------------------------------------- one input
+class _Timer:
+    """Seconds spent per stage (decode, detect, align, transform, classify)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {"decode": 0.0, "detect": 0.0, "align": 0.0, "transform": 0.0,
+                                          "classify": 0.0}
+
+    def frames(self, source: Iterable[np.ndarray], counter: list[int]) -> Iterator[np.ndarray]:
+        it = iter(source)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                frame = next(it)
+            except StopIteration:
+                self.seconds["decode"] += time.perf_counter() - t0
+                return
+            self.seconds["decode"] += time.perf_counter() - t0
+            counter[0] += 1
+            yield frame
+
+
+class _TimedDetector:
+    def __init__(self, detector, timer: _Timer):
+        self.detector, self.timer = detector, timer
+
+    def detect(self, image):
+        t0 = time.perf_counter()
+        try:
+            return self.detector.detect(image)
+        finally:
+            self.timer.seconds["detect"] += time.perf_counter() - t0
+
+
+def _media_kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
+    raise DataError(f"{path}: expected a video ({', '.join(VIDEO_SUFFIXES)}) or an image "
+                    f"({', '.join(IMAGE_SUFFIXES)}), found suffix {path.suffix or '(none)'!r}")
+
+
+def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictConfig | None = None,
+                 detector=None) -> dict:
+    """Predict one video or image; returns the report written as JSON (see the module docstring).
+
+    Args:
+        path: video or image file.
+        bundle: :class:`ModelBundle` from :func:`load_model`.
+        config: :class:`PredictConfig`.
+        detector: a :class:`dfer.preprocess.detect.FaceDetector` (default: RetinaFace with
+            ``config``'s settings); unused with ``config.aligned``.
+
+    Returns:
+        The report dict; ``report["status"]`` is ``"ok"`` or ``"no_face"`` (then there are
+        no windows and ``report["error"]`` says why).
+
+    Raises:
+        DataError: unreadable or undecodable media.
+    """
+    from dfer.data.transforms import build_transforms
+    from dfer.preprocess.track import TrackConfig, faces_from_frames
+
+    cfg = (config or PredictConfig()).validate()
+    path = Path(path)
+    kind = _media_kind(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    timer = _Timer()
+    transform = build_transforms(train=False, size=bundle.size)
+    t_start = time.perf_counter()
+    decoded = [0]
+
+    if kind == "video":
+        from dfer.preprocess.video import iter_frames, probe_video
+
+        info = probe_video(path)
+        width, height, fps = info.width, info.height, info.fps
+        if not fps > 0:
+            raise DataError(f"{path}: the container gives no frame rate; cannot place windows in time")
+
+        def frames() -> Iterator[np.ndarray]:
+            decoded[0] = 0
+            return timer.frames(iter_frames(path, threads=1), decoded)
+    else:
+        from dfer.data.decode import read_image
+
+        t0 = time.perf_counter()
+        image = read_image(str(path)).copy()  # PIL's buffer is read-only; torch wants to own writable memory
+        timer.seconds["decode"] += time.perf_counter() - t0
+        height, width = image.shape[:2]
+        fps = None
+        decoded[0] = 1
+
+        def frames() -> Iterator[np.ndarray]:
+            return iter([image])
+
+    report: dict = {
+        "input": str(path), "kind": kind, "fps": fps, "width": int(width), "height": int(height),
+        "classes": list(bundle.classes), "model": dict(bundle.source),
+        "settings": {**asdict(cfg), "align_size": ALIGN_SIZE},
+    }
+
+    if cfg.aligned:
+        if kind == "video":
+            from dfer.data.decode import probe_num_frames
+
+            num = probe_num_frames(path)
+        else:
+            num = 1
+        found = np.ones(num, bool)
+        track_stats = {"detected_frames": 0, "found_frames": num, "detection_rate": None, "filled_frames": 0}
+
+        def crop_stream() -> Iterator[np.ndarray]:
+            return frames()
+    else:
+        if detector is None:
+            from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
+
+            detector = RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
+                                                         num_threads=cfg.threads or max(1, torch.get_num_threads())))
+        tcfg = TrackConfig(detect_every=cfg.detect_every if kind == "video" else 1, smooth_window=cfg.smooth_window,
+                           size=ALIGN_SIZE)
+        crops, track = faces_from_frames(frames if kind == "video" else [image], _TimedDetector(detector, timer), tcfg)
+        if track is None:
+            n = decoded[0]
+            report.update(status="no_face", frames=n, windows=[],
+                          error=(f"no frames decoded" if n == 0 else
+                                 f"no face found in {n} frame{'s' if n != 1 else ''} "
+                                 f"(detector score >= {cfg.score_threshold})"))
+            report["summary"] = {"processing_s": time.perf_counter() - t_start}
+            return report
+        num = track.num_frames
+        found = track.found
+        track_stats = track.stats()
+
+        def crop_stream() -> Iterator[np.ndarray]:
+            return crops
+
+    # windows over the whole clip; a still image is one frame repeated num_frames times
+    T = bundle.num_frames
+    if kind == "video":
+        L = window_length(cfg.window_seconds, fps)
+        stride = cfg.stride or L
+    else:
+        L, stride = 1, 1
+    plan = plan_windows(num, L, stride, T)
+    probs = _classify_windows(crop_stream(), plan, bundle, transform, cfg.batch_size, timer)
+    seconds = time.perf_counter() - t_start
+
+    face_frac = np.array([found[s:e].mean() for s, e in zip(plan.starts, plan.ends)])
+    predicted = face_frac >= cfg.min_face - 1e-12
+    windows = []
+    for w in range(len(plan)):
+        s, e = int(plan.starts[w]), int(plan.ends[w])
+        p = probs[w] if predicted[w] else None
+        windows.append({
+            "index": w, "start_frame": s, "end_frame": e,
+            "start_s": s / fps if fps else 0.0, "end_s": e / fps if fps else 0.0,
+            "frames": plan.indices[w].tolist(), "face_found": float(face_frac[w]),
+            "probabilities": None if p is None else [float(x) for x in p],
+            "top": None if p is None else bundle.classes[int(np.argmax(p))],
+            "top_probability": None if p is None else float(np.max(p)),
+        })
+    duration = num / fps if fps else None
+    summary: dict = {
+        "windows": len(plan), "predicted_windows": int(predicted.sum()),
+        "frames_without_face": int((~found).sum()), "face_frame_fraction": float(found.mean()),
+        "detected_frames": int(track_stats["detected_frames"]),
+        "detection_rate": track_stats["detection_rate"],
+        "processing_s": seconds,
+        "realtime_factor": (duration / seconds) if duration else None,
+        "ms_per_frame": {k: 1000 * v / num for k, v in timer.seconds.items()},
+    }
+    if predicted.any():
+        mean = probs[predicted].mean(axis=0)
+        mean = mean / mean.sum()
+        summary.update(mean_probabilities=[float(x) for x in mean], dominant=bundle.classes[int(np.argmax(mean))],
+                       dominant_probability=float(np.max(mean)))
+    else:
+        summary.update(mean_probabilities=None, dominant=None, dominant_probability=None)
+    report.update(status="ok", error=None, frames=int(num), duration_s=duration, window_frames=int(L),
+                  stride_frames=int(stride), windows=windows,
+                  no_face_spans_s=[list(span) for span in no_face_spans(found, fps)] if fps else [],
+                  summary=summary)
+    return report
+
+
+def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: ModelBundle, transform,
+                      batch_size: int, timer: _Timer) -> np.ndarray:
+    """(W, C) float64 softmax per window, streaming over the aligned crops once.
+
+    Each frame some window samples is transformed once and kept until the last window
+    that uses it has been classified.
+    """
+    needed = np.zeros(int(plan.indices.max()) + 1, bool)
+    needed[plan.indices.ravel()] = True
+    last_needed = plan.indices.max(axis=1)  # a window is complete once this frame is in
+    cache: dict[int, torch.Tensor] = {}
+    out = np.full((len(plan), len(bundle.classes)), np.nan)
+    pending: list[int] = []
+    next_window = 0
+
+    def flush() -> None:
+        if not pending:
+            return
+        t0 = time.perf_counter()
+        clip = torch.stack([torch.stack([cache[int(i)] for i in plan.indices[w]]) for w in pending])
+        with torch.inference_mode():
+            logits = bundle.model(clip.to(bundle.device))
+            p = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+        out[pending] = p
+        pending.clear()
+        timer.seconds["classify"] += time.perf_counter() - t0
+
+    it = iter(crops)
+    t = -1
+    while next_window < len(plan):
+        t0, decode_before = time.perf_counter(), timer.seconds["decode"]
+        try:
+            crop = next(it)
+        except StopIteration:
+            break
+        # a crop may re-decode its frame (long videos): that share is already in "decode"
+        timer.seconds["align"] += time.perf_counter() - t0 - (timer.seconds["decode"] - decode_before)
+        t += 1
+        if t < len(needed) and needed[t]:
+            t0 = time.perf_counter()
+            cache[t] = transform(crop[None])[0]
+            timer.seconds["transform"] += time.perf_counter() - t0
+        while next_window < len(plan) and last_needed[next_window] <= t:
+            pending.append(next_window)
+            next_window += 1
+            if len(pending) >= batch_size:
+                flush()
+        first_live = pending[0] if pending else next_window
+        if first_live < len(plan):
+            # windows are classified in order: frames before the first live window's first frame are done
+            keep_from = int(plan.indices[first_live, 0])
+            for k in [k for k in cache if k < keep_from]:
+                del cache[k]
+    flush()
+    if next_window < len(plan):
+        raise DataError(f"the stream ended after {t + 1} frames; windows need frame {int(last_needed[-1])}")
+    return out
+
+
+# ---------------------------------------------------------------------------- outputs
+def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> dict[str, Path]:
+    """Write ``name.json``, ``name.csv`` and (videos, ``plot``) ``name.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{name}.json", "csv": out_dir / f"{name}.csv"}
+    classes = report["classes"]
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["start_frame", "end_frame", "start_s", "end_s", "face_found", "top", *classes])
+    for w in report["windows"]:
+        p = w["probabilities"]
+        writer.writerow([w["start_frame"], w["end_frame"], f"{w['start_s']:.4f}", f"{w['end_s']:.4f}",
+                         f"{w['face_found']:.4f}", w["top"] or "",
+                         *([f"{x:.6f}" for x in p] if p is not None else [""] * len(classes))])
+    _write_text(paths["csv"], buf.getvalue())
+
+    if plot and report["kind"] == "video" and report["windows"]:
+        from dfer.plots import plot_timeline
+
+        times, probs = timeline_steps(report["windows"], len(classes))
+        s = report["summary"]
+        title = (f"{Path(report['input']).name}: dominant {s['dominant']} ({s['dominant_probability']:.2f})"
+                 if s.get("dominant") else f"{Path(report['input']).name}: no prediction")
+        paths["png"] = plot_timeline(times, probs, classes, out_dir / f"{name}.png",
+                                     no_face=np.array(report["no_face_spans_s"], np.float64).reshape(-1, 2),
+                                     title=title)
+    report = {**report, "outputs": {k: str(v) for k, v in paths.items()}}
+    _write_text(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
+    return paths
+
+
+def timeline_steps(windows: list[dict], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Windows as a piecewise-constant timeline for :func:`dfer.plots.plot_timeline`.
+
+    Window ``w`` holds from the midpoint between its centre and the previous window's
+    centre to the midpoint with the next one (the first from its start, the last to its
+    end); with the default stride (no overlap) these are exactly the windows' spans. Each
+    piece is drawn as two points (its start and just before its end), so one window alone
+    is still a visible band.
+
+    Returns:
+        ``(times (2W,), probs (2W, C))``; windows without a prediction are NaN rows.
+    """
+    centres = np.array([(w["start_s"] + w["end_s"]) / 2 for w in windows], np.float64)
+    bounds = np.concatenate([[windows[0]["start_s"]], (centres[1:] + centres[:-1]) / 2, [windows[-1]["end_s"]]])
+    times, probs = [], []
+    for w, (a, b) in zip(windows, zip(bounds[:-1], bounds[1:])):
+        p = w["probabilities"] if w["probabilities"] is not None else [np.nan] * num_classes
+        eps = 1e-6 * max(b - a, 1e-3)
+        times += [a, b - eps]
+        probs += [p, p]
+    return np.asarray(times, np.float64), np.asarray(probs, np.float64)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def summary_line(report: dict, paths: dict[str, Path] | None = None) -> str:
+    """The one-line summary printed per input."""
+    name = Path(report["input"]).name
+    if report["status"] != "ok":
+        return f"{name}: {report['error']}; nothing written"
+    s = report["summary"]
+    if s["dominant"] is None:
+        result = f"no window with a face in >= {report['settings']['min_face']:.0%} of its frames"
+    else:
+        result = f"dominant {s['dominant']} ({s['dominant_probability']:.2f})"
+    if report["kind"] == "image":
+        line = f"{name}: still image, {result}"
+    else:
+        line = (f"{name}: {report['frames']} frames, {report['duration_s']:.1f} s, {s['windows']} windows, {result}, "
+                f"faces in {s['face_frame_fraction']:.0%} of frames, {s['realtime_factor']:.1f}x real time")
+    if paths:
+        stem = paths["json"].with_suffix("")
+        line += f" -> {stem}.{{{','.join(paths)}}}"
+    return line
+
+
+def _output_names(paths: list[Path]) -> list[str]:
+    """Output file stems: the input's stem, with its suffix appended when stems clash."""
+    stems = [p.stem for p in paths]
+    names, taken = [], set()
+    for p, stem in zip(paths, stems):
+        name = stem if stems.count(stem) == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}"
+        base, k = name, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = PredictConfig()
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_IMAGE", help="videos and/or still images")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by dfer train")
+    src.add_argument("--checkpoint", metavar="FILE", help="a checkpoint .safetensors of dfer train (with --model, --classes)")
+    parser.add_argument("--which", choices=["last", "best"], help="checkpoint of --run (default: the run's selection rule)")
+    parser.add_argument("--model", default="tsm_resnet18", help="model name for --checkpoint (default tsm_resnet18)")
+    parser.add_argument("--classes", default="basic7", help="class set for --checkpoint (default basic7)")
+    parser.add_argument("--size", type=int, help="model input side (default: the run's data.size; 224 with --checkpoint)")
+    parser.add_argument("--num-frames", type=int,
+                        help="frames per window fed to the model (default: the run's data.num_frames; 8 with --checkpoint)")
+    parser.add_argument("--window-seconds", type=float, default=d.window_seconds,
+                        help=f"seconds of video per window, sampled TSN-style into num-frames frames (default {d.window_seconds})")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="frames between window starts (default: the window length, i.e. no overlap)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per forward pass (default {d.batch_size})")
+    parser.add_argument("--detect-every", type=int, default=d.detect_every,
+                        help=f"run the face detector on every k-th frame, track in between (default {d.detect_every})")
+    parser.add_argument("--max-side", type=int, default=d.max_side,
+                        help=f"detection resolution, longest side in pixels; 0 = full (default {d.max_side})")
+    parser.add_argument("--score-threshold", type=float, default=d.score_threshold,
+                        help=f"minimum face confidence (default {d.score_threshold})")
+    parser.add_argument("--smooth", type=int, default=d.smooth_window,
+                        help=f"landmark moving-average window in frames (default {d.smooth_window})")
+    parser.add_argument("--min-face", type=float, default=d.min_face,
+                        help=f"windows with a smaller fraction of face frames get no prediction (default {d.min_face})")
+    parser.add_argument("--aligned", action="store_true",
+                        help="inputs are already aligned face crops (like DFEW frames): skip detection")
+    parser.add_argument("--threads", type=int, default=d.threads,
+                        help="threads for torch, the detector and OpenCV (default 0: their defaults)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write the timeline PNG")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = PredictConfig(window_seconds=args.window_seconds, stride=args.stride, batch_size=args.batch_size,
+                        detect_every=args.detect_every, max_side=args.max_side, score_threshold=args.score_threshold,
+                        smooth_window=args.smooth, min_face=args.min_face, aligned=args.aligned,
+                        threads=args.threads, plot=not args.no_plot).validate()
+    # every argument is checked before the first (possibly long) input is processed
+    inputs = [Path(p) for p in args.inputs]
+    for p in inputs:
+        _media_kind(p)
+        if not p.is_file():
+            raise DataError(f"{p}: file not found" if not p.exists() else f"{p}: expected a file, found a folder")
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    if args.run is not None and (args.model != "tsm_resnet18" or args.classes != "basic7"):
+        raise ConfigError("--model and --classes go with --checkpoint; a run directory names its own")
+    if args.checkpoint is not None and args.which is not None:
+        raise ConfigError("--which goes with --run; --checkpoint names its file directly")
+    if args.threads:
+        import cv2
+
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    bundle = load_model(run=args.run, which=args.which, checkpoint=args.checkpoint, model_name=args.model,
+                        classes=args.classes, size=args.size, num_frames=args.num_frames, device=args.device)
+    detector = None
+    if not cfg.aligned:
+        from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
+
+        detector = RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
+                                                     num_threads=cfg.threads or max(1, torch.get_num_threads())))
+    ok = 0
+    for path, name in zip(inputs, _output_names(inputs)):
+        try:
+            report = predict_file(path, bundle, cfg, detector)
+        except DfeError as e:
+            print(f"dfer predict: error: {e}", file=sys.stderr, flush=True)
+            continue
+        if report["status"] != "ok":
+            print(summary_line(report), flush=True)
+            continue
+        paths = write_outputs(report, out_dir, name, plot=cfg.plot)
+        print(summary_line(report, paths), flush=True)
+        ok += 1
+    return 0 if ok else 2

@@ -1,0 +1,476 @@
+"""``dfer preprocess SRC OUT``: raw videos -> aligned face frame folders + a manifest.
+
+The paper's pipeline (MIDAS, Sec. 4.1) starts from raw clips: detect the face, align its
+landmarks with an affine transform, then sample frames. This command does the first two
+steps offline for a whole folder of videos and writes DFEW's layout::
+
+    OUT/<relative path without extension>/00001.jpg 00002.jpg ...   (size x size RGB JPEG)
+    OUT/manifest.csv     path,num_frames[,label]   (paths relative to OUT)
+    OUT/report.json      one entry per video: frames, detection rate, filled frames, error
+    OUT/.done/<relative path>.json   per-video record, written last (the "done" marker)
+
+Robustness contract:
+
+- **Resumable and idempotent.** Each video is written into ``OUT/.partial/<pid>/...``,
+  renamed into place in one ``os.rename`` and only then marked done by its record. A rerun
+  skips videos whose record matches the source file (size, mtime) and the settings,
+  discards folders without a record (killed between rename and record) and everything in
+  ``OUT/.partial``; the result is byte-identical to an uninterrupted run (JPEG encoding,
+  detection and warping are deterministic; reports hold no timings).
+- **Failures do not stop the batch.** A video with no face, a corrupt file or a codec
+  FFmpeg cannot decode is recorded as failed with its reason and listed on stdout; the
+  exit code is 0 when the batch ran, 2 for bad arguments (missing SRC, OUT inside SRC...).
+- **SRC is never written to.**
+
+Work is parallel over videos (a process pool, one detector per process, each process
+limited to ``--threads`` threads for decoding, onnxruntime and OpenCV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fcntl
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfer.errors import ConfigError, DataError, DfeError
+
+__all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
+           "add_arguments", "run"]
+
+PREPROCESS_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+MANIFEST = "manifest.csv"
+REPORT = "report.json"
+DONE_DIR = ".done"
+PARTIAL_DIR = ".partial"
+LOCK = ".lock"
+
+
+@dataclass
+class PreprocessConfig:
+    """Everything that changes the output bytes (a change makes a rerun redo the videos).
+
+    Attributes:
+        size: side of the aligned crops (DFEW: 256).
+        face_fraction: see :func:`dfer.preprocess.align.canonical_template`.
+        detect_every: run the detector on every k-th frame, interpolate between.
+        max_side: detection resolution (longest side); 0 = full resolution.
+        score_threshold: minimum face confidence.
+        smooth_window: centred moving average of the landmarks, in frames.
+        quality: JPEG quality.
+        label_from_parent: take each video's label from its parent folder (AFEW layout).
+    """
+
+    size: int = 256
+    face_fraction: float = 0.7
+    detect_every: int = 1
+    max_side: int = 480
+    score_threshold: float = 0.9
+    smooth_window: int = 5
+    quality: int = 95
+    label_from_parent: bool = False
+
+    def validate(self) -> "PreprocessConfig":
+        checks = [
+            (self.size >= 32, f"--size must be >= 32, got {self.size}"),
+            (0 < self.face_fraction <= 2, f"--face-fraction must be in (0, 2], got {self.face_fraction}"),
+            (self.detect_every >= 1, f"--detect-every must be >= 1, got {self.detect_every}"),
+            (self.max_side == 0 or self.max_side >= 64, f"--max-side must be 0 or >= 64, got {self.max_side}"),
+            (0 < self.score_threshold < 1, f"--score-threshold must be in (0, 1), got {self.score_threshold}"),
+            (self.smooth_window >= 1, f"--smooth must be >= 1, got {self.smooth_window}"),
+            (1 <= self.quality <= 100, f"--quality must be in [1, 100], got {self.quality}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to preprocess.
+
+    Attributes:
+        source: path relative to SRC, with forward slashes.
+        path: output folder relative to OUT (source without extension).
+        label: canonical emotion name, or None.
+        size_bytes, mtime_ns: the source file's stamp (a changed file is redone).
+    """
+
+    source: str
+    path: str
+    label: str | None
+    size_bytes: int
+    mtime_ns: int
+
+
+# ---------------------------------------------------------------------------- planning
+def find_videos(src: Path, exclude: Path | None = None) -> list[Path]:
+    """Video files under ``src`` (recursive, sorted, hidden folders skipped), or ``src`` itself."""
+    if src.is_file():
+        return [src]
+    found = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and (exclude is None or Path(root, d).resolve() != exclude))
+        found += [Path(root, f) for f in files if f.lower().endswith(PREPROCESS_EXTENSIONS) and not f.startswith(".")]
+    return sorted(found)
+
+
+def plan_jobs(src: Path, videos: Iterable[Path], label_from_parent: bool) -> tuple[list[VideoJob], list[dict]]:
+    """Turn video files into jobs; report output-folder collisions (a.mp4 and a.avi) as failures."""
+    from dfer.emotions import canonical
+
+    root = src.parent if src.is_file() else src
+    jobs: list[VideoJob] = []
+    clashes: list[dict] = []
+    taken: dict[str, str] = {}
+    for video in videos:
+        rel = video.relative_to(root).as_posix()
+        out = _output_folder(rel)
+        label = None
+        if label_from_parent:
+            parent = video.parent.name if video.parent != root else ""
+            if not parent:
+                raise DataError(f"{video}: --label-from-parent expects videos inside class folders "
+                                f"(SRC/<Class>/video), found one directly in SRC")
+            try:
+                label = canonical(parent)
+            except DataError as e:
+                raise DataError(f"{video}: parent folder {parent!r} is not an emotion name ({e})") from None
+        if out in taken:
+            clashes.append(_failure_record(rel, out, label, f"output folder {out!r} already taken by {taken[out]!r}"))
+            continue
+        taken[out] = rel
+        st = video.stat()
+        jobs.append(VideoJob(rel, out, label, st.st_size, st.st_mtime_ns))
+    return jobs, clashes
+
+
+def _output_folder(rel: str) -> str:
+    """``a/b/clip.mp4`` -> ``a/b/clip``; a name that would still end in a media extension
+    (``x.avi.mp4`` -> ``x.avi``) gets that dot replaced (``x_avi``): readers tell frame
+    folders from videos and images by the suffix."""
+    from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
+    head, _, name = rel.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    while os.path.splitext(stem)[1].lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
+        base, ext = os.path.splitext(stem)
+        stem = f"{base}_{ext[1:]}"
+    return f"{head}/{stem}" if head else stem
+
+
+def _failure_record(source: str, path: str, label: str | None, error: str) -> dict:
+    return {"source": source, "path": path, "label": label, "status": "failed", "error": error,
+            "num_frames": 0, "detected_frames": 0, "found_frames": 0, "detection_rate": 0.0,
+            "interpolated_frames": 0, "filled_frames": 0}
+
+
+# ---------------------------------------------------------------------------- one video
+def _write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _encode_jpeg(crop: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    # fixed settings (no optimize/progressive search) keep the bytes deterministic
+    Image.fromarray(crop).save(buf, format="JPEG", quality=quality, subsampling="4:2:0", optimize=False)
+    return buf.getvalue()
+
+
+def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessConfig, detector,
+                  threads: int = 1, parent_pid: int | None = None) -> dict:
+    """Detect, track, align and write one video; returns (and commits) its record.
+
+    The frames go to ``OUT/.partial/<pid>/<path>``; on success that folder is renamed to
+    ``OUT/<path>``; the record ``OUT/.done/<path>.json`` is written last. When
+    ``parent_pid`` is given and that process has died (the batch was killed), nothing is
+    committed: an orphaned worker must not race the rerun.
+    """
+    from dfer.preprocess.track import TrackConfig, faces_from_frames
+    from dfer.preprocess.video import iter_frames, probe_video
+
+    video = src_root / job.source
+    partial = out / PARTIAL_DIR / str(os.getpid()) / job.path
+    final = out / job.path
+    record = _failure_record(job.source, job.path, job.label, "")
+    record.update(settings=asdict(config), source_size=job.size_bytes, source_mtime_ns=job.mtime_ns)
+    tcfg = TrackConfig(detect_every=config.detect_every, smooth_window=config.smooth_window,
+                       size=config.size, face_fraction=config.face_fraction)
+    try:
+        info = probe_video(video)
+        record.update(width=info.width, height=info.height, fps=round(info.fps, 4), codec=info.codec)
+        frames_seen = 0
+
+        def frames():
+            nonlocal frames_seen
+            frames_seen = 0
+            for frame in iter_frames(video, threads=threads):
+                frames_seen += 1
+                yield frame
+
+        crops, track = faces_from_frames(frames, detector, tcfg)
+        if track is None:
+            record["num_frames"] = frames_seen
+            record["error"] = (f"no frames decoded" if frames_seen == 0 else
+                               f"no face found in {frames_seen} frames (score >= {config.score_threshold})")
+        else:
+            if partial.exists():
+                shutil.rmtree(partial)
+            partial.mkdir(parents=True)
+            for t, crop in enumerate(crops, start=1):
+                (partial / f"{t:05d}.jpg").write_bytes(_encode_jpeg(crop, config.quality))
+            record.update(track.stats(), status="ok", error=None)
+    except DfeError as e:
+        message = str(e).replace(str(video), job.source)
+        record["error"] = message.removeprefix(f"{job.source}: ")  # the record already names the video
+    except Exception as e:  # a bug on one video must not cost the batch; it is reported
+        record["error"] = f"internal error: {type(e).__name__}: {e}"
+
+    if parent_pid is not None and os.getppid() != parent_pid:
+        shutil.rmtree(partial, ignore_errors=True)
+        os._exit(1)  # orphaned: the batch was killed; leave all committing to the rerun
+    if final.exists():  # a stale folder without a record (killed before the record was written)
+        shutil.rmtree(final)
+    if record["status"] == "ok":
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(partial, final)
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
+    _write_json_atomic(out / DONE_DIR / f"{job.path}.json", record)
+    return record
+
+
+# ---------------------------------------------------------------------------- workers
+_WORKER: dict = {}
+
+
+def _init_worker(config: PreprocessConfig, threads: int, parent_pid: int | None) -> None:
+    import cv2
+
+    from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
+
+    cv2.setNumThreads(threads)
+    _WORKER.update(config=config, threads=threads, parent_pid=parent_pid, detector=RetinaFaceDetector(
+        DetectorConfig(max_side=config.max_side, score_threshold=config.score_threshold, num_threads=threads)))
+
+
+def _work(job: VideoJob, src_root: Path, out: Path) -> dict:
+    w = _WORKER
+    return process_video(job, src_root, out, w["config"], w["detector"], w["threads"], w["parent_pid"])
+
+
+def _is_done(job: VideoJob, out: Path, config: PreprocessConfig) -> dict | None:
+    """The video's record when it is finished with these settings on this source file."""
+    try:
+        record = json.loads((out / DONE_DIR / f"{job.path}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (record.get("settings") != asdict(config) or record.get("source") != job.source
+            or record.get("source_size") != job.size_bytes or record.get("source_mtime_ns") != job.mtime_ns
+            or record.get("label") != job.label):
+        return None
+    if record.get("status") == "ok":
+        folder = out / job.path
+        n = sum(1 for _ in folder.glob("*.jpg")) if folder.is_dir() else -1
+        if n != record.get("num_frames"):
+            return None
+    elif (out / job.path).exists():
+        return None
+    return record
+
+
+# ---------------------------------------------------------------------------- batch
+def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
+               workers: int = 1, threads: int = 1, manifest: str = MANIFEST, show_progress: bool | None = None,
+               log=print) -> dict:
+    """Preprocess every video under ``src`` into ``out``. See the module docstring.
+
+    Args:
+        src: folder of videos (recursive) or one video file. Never written to.
+        out: output folder (created).
+        config: :class:`PreprocessConfig`.
+        workers: processes (1 = in this process).
+        threads: threads per process for decoding, onnxruntime and OpenCV.
+        manifest: file name of the manifest inside ``out``.
+        show_progress: rich progress bar; default: when stderr is a terminal.
+        log: callable for the per-failure and summary lines.
+
+    Returns:
+        The report written to ``out/report.json`` plus ``"skipped"`` (videos already done).
+
+    Raises:
+        DataError, ConfigError: missing SRC, OUT inside SRC, no videos, bad settings.
+    """
+    config = (config or PreprocessConfig()).validate()
+    if workers < 1 or threads < 1:
+        raise ConfigError(f"--workers and --threads must be >= 1, got {workers} and {threads}")
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise DataError(f"{src}: source folder not found")
+    src_res, out_res = src.resolve(), out.resolve()
+    src_dir = src_res if src_res.is_dir() else src_res.parent
+    if out_res == src_dir or src_dir in out_res.parents:
+        raise ConfigError(f"OUT {out} is inside SRC {src}: dfer preprocess never writes into SRC")
+    if src.is_file() and not src.name.lower().endswith(PREPROCESS_EXTENSIONS):
+        raise DataError(f"{src}: expected a folder or a video ({', '.join(PREPROCESS_EXTENSIONS)})")
+    if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK):
+        raise ConfigError(f"--manifest must be a plain file name, got {manifest!r}")
+    videos = find_videos(src_res, exclude=out_res)
+    if not videos:
+        raise DataError(f"{src}: no videos found (looked for {', '.join(PREPROCESS_EXTENSIONS)}, recursively)")
+    jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / LOCK, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise DataError(f"{out}: another dfer preprocess is writing here (lock {out / LOCK})") from None
+    try:
+        shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)  # leftovers of killed runs
+        records: dict[str, dict] = {}
+        todo: list[VideoJob] = []
+        for job in jobs:
+            done = _is_done(job, out, config)
+            if done is None:
+                todo.append(job)
+            else:
+                records[job.source] = done
+        skipped = len(records)
+        src_root = src_res.parent if src_res.is_file() else src_res
+        for record in _run_jobs(todo, src_root, out, config, workers, threads, show_progress):
+            records[record["source"]] = record
+            if record["status"] != "ok":
+                log(f"FAILED {record['source']}: {record['error']}")
+        for c in clashes:
+            records[c["source"]] = c
+            log(f"FAILED {c['source']}: {c['error']}")
+        report = _write_outputs(out, manifest, config, [records[k] for k in sorted(records)])
+        shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
+    finally:
+        lock.close()
+    s = report["summary"]
+    log(f"dfer preprocess: {s['videos']} videos, {s['ok']} ok, {s['failed']} failed, {skipped} already done; "
+        f"{s['frames']} frames ({s['filled_frames']} filled) -> {out / manifest}")
+    return {**report, "skipped": skipped}
+
+
+def _run_jobs(todo: list[VideoJob], src_root: Path, out: Path, config: PreprocessConfig, workers: int,
+              threads: int, show_progress: bool | None):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    progress = Progress(TextColumn("preprocess"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        TextColumn("{task.fields[name]}"), disable=not show_progress, transient=False)
+    with progress:
+        task = progress.add_task("videos", total=len(todo), name="")
+        if workers == 1 or len(todo) <= 1:
+            _init_worker(config, threads, None)
+            for job in todo:
+                progress.update(task, name=job.source)
+                yield _work(job, src_root, out)
+                progress.advance(task)
+            return
+        import multiprocessing
+
+        # spawn: workers start clean (no inherited onnxruntime/OpenCV thread pools or locks)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                                 initargs=(config, threads, os.getpid())) as pool:
+            futures = {pool.submit(_work, job, src_root, out): job for job in todo}
+            for future in as_completed(futures):
+                job = futures[future]
+                try:
+                    record = future.result()
+                except Exception as e:  # the worker process died (killed, out of memory)
+                    record = _failure_record(job.source, job.path, job.label, f"worker failed: {type(e).__name__}: {e}")
+                progress.update(task, name=job.source)
+                progress.advance(task)
+                yield record
+
+
+def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: list[dict]) -> dict:
+    public = [{k: v for k, v in r.items() if k not in ("settings", "source_size", "source_mtime_ns")} for r in records]
+    ok = [r for r in public if r["status"] == "ok"]
+    report = {
+        "settings": asdict(config),
+        "summary": {"videos": len(public), "ok": len(ok), "failed": len(public) - len(ok),
+                    "frames": int(sum(r["num_frames"] for r in ok)),
+                    "filled_frames": int(sum(r["filled_frames"] for r in ok))},
+        "failures": [{"source": r["source"], "error": r["error"]} for r in public if r["status"] != "ok"],
+        "videos": public,
+    }
+    _write_json_atomic(out / REPORT, report)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    with_label = config.label_from_parent
+    writer.writerow(["path", "num_frames"] + (["label"] if with_label else []))
+    for r in sorted(ok, key=lambda r: r["path"]):
+        writer.writerow([r["path"], r["num_frames"]] + ([r["label"]] if with_label else []))
+    tmp = out / f".{manifest}.tmp"
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, out / manifest)
+    return report
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = PreprocessConfig()
+    parser.add_argument("src", metavar="SRC", help="folder of videos (mp4, avi, mov, mkv; recursive) or one video")
+    parser.add_argument("out", metavar="OUT", help="output folder: OUT/<relative path>/00001.jpg ... + manifest")
+    parser.add_argument("--workers", type=int, default=1, help="processes working on videos in parallel (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per process (decode, detector, warp; default 1)")
+    parser.add_argument("--detect-every", type=int, default=d.detect_every,
+                        help=f"detect on every k-th frame, interpolate landmarks between (default {d.detect_every})")
+    parser.add_argument("--size", type=int, default=d.size, help=f"side of the aligned crops (default {d.size})")
+    parser.add_argument("--face-fraction", type=float, default=d.face_fraction,
+                        help=f"share of the crop covered by the ArcFace 112 box; smaller = more margin (default {d.face_fraction})")
+    parser.add_argument("--max-side", type=int, default=d.max_side,
+                        help=f"detection resolution, longest side in pixels; 0 = full (default {d.max_side})")
+    parser.add_argument("--score-threshold", type=float, default=d.score_threshold,
+                        help=f"minimum face confidence (default {d.score_threshold})")
+    parser.add_argument("--smooth", type=int, default=d.smooth_window,
+                        help=f"landmark moving-average window in frames; 1 = off (default {d.smooth_window})")
+    parser.add_argument("--quality", type=int, default=d.quality, help=f"JPEG quality (default {d.quality})")
+    parser.add_argument("--label-from-parent", action="store_true",
+                        help="label each video by its parent folder (AFEW: SRC/<Class>/clip.avi) in the manifest")
+    parser.add_argument("--manifest", default=MANIFEST, help=f"manifest file name inside OUT (default {MANIFEST})")
+    parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                        help="progress bar (auto: when stderr is a terminal)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = PreprocessConfig(size=args.size, face_fraction=args.face_fraction, detect_every=args.detect_every,
+                              max_side=args.max_side, score_threshold=args.score_threshold,
+                              smooth_window=args.smooth, quality=args.quality,
+                              label_from_parent=args.label_from_parent)
+    show = {"auto": None, "on": True, "off": False}[args.progress]
+    start = time.perf_counter()
+    preprocess(args.src, args.out, config, workers=args.workers, threads=args.threads, manifest=args.manifest,
+               show_progress=show, log=lambda line: print(line, flush=True))
+    print(f"dfer preprocess: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,128 @@
+"""Config: YAML recipes, overrides, validation, and the paper's hyperparameters."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from dfer.config import RunConfig, config_hash, dump_config, load_config
+from dfer.errors import ConfigError
+from dfer.train import lr_at
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT / "configs" / "paper"
+
+
+def test_defaults_are_the_papers_section_4_3():
+    cfg = RunConfig()
+    assert (cfg.model.name, cfg.data.num_frames, cfg.data.size) == ("tsm_resnet18", 8, 224)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.epochs, cfg.optim.batch_size) == (0.02, 0.9, 450, 8)
+    assert cfg.optim.schedule == "cosine" and cfg.model.dropout == 0.5 and cfg.mixing.alpha == 0.4
+
+
+def test_overrides_go_through_the_same_typed_path(tmp_path):
+    cfg = load_config(None, ["optim.lr=0.01", "data.source.fold=3", "label_mode=soft", "data.scales=[1.0, 0.5]",
+                             "data.source.options={frames: clip_224x224_16f}", "model.pretrained=false"])
+    assert cfg.optim.lr == 0.01 and cfg.data.source.fold == 3 and cfg.label_mode == "soft"
+    assert cfg.data.scales == [1.0, 0.5] and cfg.data.source.options == {"frames": "clip_224x224_16f"}
+    # the resolved config round-trips through YAML unchanged
+    dump_config(cfg, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=0.1", r"unknown key\(s\) \['lrr'\]"),
+    ("optim.lr=abc", r"config\.optim\.lr: expected a number, got 'abc'"),
+    ("optim.epochs=2.5", r"expected an integer"),
+    ("label_mode=fuzzy", r"label_mode 'fuzzy' is not one of"),
+    ("eval.select=best_val", r"needs data.val_fraction > 0: the test fold never selects a model"),
+    ("data.on_bad_clip=ignore", r"on_bad_clip must be 'error' or 'skip'"),
+    ("mixing.alpha=0", r"mixing.alpha must be > 0"),
+    ("optimlr", r"not of the form key.sub=value"),
+])
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+        load_config(p)
+    with pytest.raises(ConfigError, match=r"config file .*missing\.yaml not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_base_files_merge_and_cycles_are_caught(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\noptim: {lr: 0.5}\n")
+    (tmp_path / "b.yaml").write_text("optim: {lr: 0.1, epochs: 7}\n")
+    cfg = load_config(tmp_path / "a.yaml")
+    assert (cfg.optim.lr, cfg.optim.epochs) == (0.5, 7)
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_run_name_encodes_the_protocol():
+    cfg = load_config(None, ["data.source.fold=3"])
+    assert cfg.run_name() == "tsm_resnet18_midas-a0.4_dfew-fold3"
+    assert load_config(None, ["label_mode=hard"]).run_name() == "tsm_resnet18_hard_dfew-fold1"
+
+
+def test_cosine_schedule_endpoints_and_warmup():
+    assert lr_at(0, 100, 0.02) == pytest.approx(0.02)
+    assert lr_at(50, 100, 0.02) == pytest.approx(0.01)
+    assert lr_at(100, 100, 0.02) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(0, 100, 0.02, warmup_steps=10) == pytest.approx(0.002)
+    assert lr_at(9, 100, 0.02, warmup_steps=10) == pytest.approx(0.02)
+    lrs = [lr_at(s, 100, 0.02, warmup_steps=10) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert lr_at(40, 100, 0.02, schedule="constant") == 0.02
+    assert lr_at(55, 100, 1.0, warmup_steps=10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+
+
+# ---------------------------------------------------------------- the paper's recipes
+
+#: recipe -> (label mode, model, lr, kind) as the MIDAS paper states them
+PAPER_ROWS = {
+    "table2_tsm_hard.yaml": ("hard", "tsm_resnet18", 0.02, "dfew"),
+    "table2_tsm_soft.yaml": ("soft", "tsm_resnet18", 0.02, "dfew"),
+    "table2_tsm_midas.yaml": ("midas", "tsm_resnet18", 0.02, "dfew"),
+    "table3_tsm_midas-hard.yaml": ("midas-hard", "tsm_resnet18", 0.02, "dfew"),
+    "table4_ferv39k_midas-hard.yaml": ("midas-hard", "tsm_resnet18", 0.01, "ferv39k"),
+    "table5_afew_hard.yaml": ("hard", "tsm_resnet18", 0.02, "dfew"),
+    "table5_afew_soft.yaml": ("soft", "tsm_resnet18", 0.02, "dfew"),
+    "table5_afew_midas.yaml": ("midas", "tsm_resnet18", 0.02, "dfew"),
+    "table6_clear.yaml": ("soft", "tsm_resnet18", 0.02, "dfew"),
+    "table6_mixed.yaml": ("soft", "tsm_resnet18", 0.02, "dfew"),
+    "table7_gru_hard.yaml": ("hard", "resnet18_gru", 0.02, "dfew"),
+    "table7_gru_soft.yaml": ("soft", "resnet18_gru", 0.02, "dfew"),
+    "table7_gru_midas.yaml": ("midas", "resnet18_gru", 0.02, "dfew"),
+    "table1_r3d_hard.yaml": ("hard", "r3d_18", 0.02, "dfew"),
+}
+
+
+def test_every_paper_recipe_is_listed_here():
+    assert sorted(p.name for p in PAPER.glob("table*.yaml")) == sorted(PAPER_ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_ROWS))
+def test_paper_recipe_matches_the_papers_hyperparameters(name):
+    cfg = load_config(PAPER / name, ["data.source.root=/data/X"])
+    mode, model, lr, kind = PAPER_ROWS[name]
+    assert (cfg.label_mode, cfg.model.name, cfg.optim.lr, cfg.data.source.kind) == (mode, model, lr, kind)
+    # section 4.3, shared by every row
+    assert cfg.optim.momentum == 0.9 and cfg.optim.epochs == 450 and cfg.optim.batch_size == 8
+    assert cfg.optim.schedule == "cosine" and cfg.model.dropout == 0.5 and cfg.model.pretrained is True
+    assert cfg.mixing.alpha == 0.4 and cfg.eval.select == "last"
+    if model != "r3d_18":
+        assert (cfg.data.num_frames, cfg.data.size) == (8, 224)
+    if name.startswith("table5"):
+        assert cfg.data.test_source is not None and cfg.data.test_source.kind == "afew"
+        assert cfg.data.test_source.test_split == "val"
+    if name.startswith("table6"):
+        assert cfg.data.train_subset == name.split("_")[1].split(".")[0]

@@ -1,0 +1,142 @@
+"""End-to-end training: a tiny run learns, resume is exact, runs on disk are complete."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import dfer.train as train_mod
+from dfer.cli import main
+from dfer.config import from_dict, RunConfig
+from dfer.train import ambiguity_subset, stratified_holdout, train
+
+
+def tiny_config(root: Path, out: Path, **over) -> RunConfig:
+    d = {
+        "out_dir": str(out), "seed": 3, "label_mode": "midas",
+        "data": {"source": {"kind": "dfew", "root": str(root), "fold": 1}, "num_frames": 4, "size": 32,
+                 "num_workers": 0, "scales": [1.0, 0.875]},
+        "model": {"name": "tsm_resnet18"},
+        "optim": {"epochs": 2, "batch_size": 8, "lr": 0.01},
+        "eval": {"batch_size": 16}, "tensorboard": False, "progress": False,
+    }
+    for k, v in over.items():
+        node = d
+        *path, last = k.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return from_dict(RunConfig, d).validate()
+
+
+def model_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(str(run_dir / "checkpoints" / "last.safetensors")).items()
+            if k.startswith(("model.", "optim.", "rng.mixer"))}
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_reproduces_the_uninterrupted_weights(synthetic_dfew, tmp_path, monkeypatch):
+    full = train(tiny_config(synthetic_dfew, tmp_path, name="full"))
+    # interrupt mid-way through epoch 2 (a Ctrl-C between two optimiser steps), then resume
+    cfg = tiny_config(synthetic_dfew, tmp_path, name="cut")
+    real_lr_at = train_mod.lr_at
+
+    def interrupting_lr_at(step, *a, **k):
+        if step == 9:
+            raise KeyboardInterrupt
+        return real_lr_at(step, *a, **k)
+
+    monkeypatch.setattr(train_mod, "lr_at", interrupting_lr_at)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.setattr(train_mod, "lr_at", real_lr_at)
+    cut = tmp_path / cfg.run_name()
+    assert not (cut / "results.json").exists()
+    meta = json.loads((cut / "checkpoints" / "last.json").read_text())
+    assert meta["epoch"] == 1  # the checkpoint of the last finished epoch
+    train(cfg)
+    a, b = model_tensors(full), model_tensors(cut)
+    assert a.keys() == b.keys() and len(a) > 50
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    rows = list(csv.DictReader(open(cut / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert json.loads((cut / "results.json").read_text())["uar"] == json.loads((full / "results.json").read_text())["uar"]
+    # a finished run is not redone
+    before = (cut / "checkpoints" / "last.safetensors").stat().st_mtime_ns
+    train(cfg)
+    assert (cut / "checkpoints" / "last.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_run_directory_holds_everything_a_reader_needs(synthetic_dfew, tmp_path):
+    run = train(tiny_config(synthetic_dfew, tmp_path, label_mode="soft", **{"optim.epochs": 1,
+                                                                            "data.val_fraction": 0.2,
+                                                                            "eval.select": "best_val"}))
+    for name in ("config.yaml", "metrics.csv", "results.json", "confusion.png", "predictions.csv",
+                 "checkpoints/last.safetensors", "checkpoints/best.safetensors"):
+        assert (run / name).is_file(), name
+    res = json.loads((run / "results.json").read_text())
+    cm = np.asarray(res["confusion_matrix"])
+    assert cm.shape == (7, 7) and cm.sum() == res["num_clips"]
+    assert res["war"] == pytest.approx(np.trace(cm) / cm.sum())
+    for key in ("uar", "per_class_recall", "kl_to_votes", "js_to_votes", "ece"):
+        assert key in res, key
+    assert 0.0 <= res["kl_to_votes"] and 0.0 <= res["js_to_votes"] <= np.log(2) + 1e-9
+    row = next(csv.DictReader(open(run / "metrics.csv")))
+    assert float(row["val_uar"]) >= 0.0 and float(row["clips_per_s"]) > 0
+
+
+def test_cli_bad_root_is_one_line_and_exit_2(tmp_path, capsys):
+    rc = main(["train", f"data.source.root={tmp_path / 'nope'}", f"out_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "nope" in err[0] and "Traceback" not in err[0]
+
+
+def test_cli_missing_root_is_reported(tmp_path, capsys):
+    rc = main(["train", f"out_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "data.source.root" in err
+
+
+def test_stratified_holdout_keeps_every_class_in_training():
+    labels = np.repeat(np.arange(4), [50, 20, 5, 2])
+    mask = stratified_holdout(labels, 0.2, seed=0)
+    for c, n in zip(range(4), [50, 20, 5, 2]):
+        held = int(mask[labels == c].sum())
+        assert held == min(round(0.2 * n), n - 1)
+        assert (~mask[labels == c]).any()
+    groups = np.repeat(np.array(["s1", "s2", "s3", "s4", "s5"]), [10, 20, 15, 20, 12])
+    gm = stratified_holdout(labels, 0.2, seed=0, groups=groups)
+    for g in np.unique(groups):  # a subject is never on both sides
+        assert len(set(gm[groups == g])) == 1
+
+
+def test_ambiguity_subset_matches_size_and_class_distribution():
+    from dfer.data.table import ClipTable
+    from dfer.emotions import BASIC7
+
+    rng = np.random.default_rng(0)
+    n = 400
+    label = rng.choice(7, size=n, p=[.3, .15, .25, .1, .1, .05, .05])
+    votes = np.zeros((n, 7), np.float32)
+    clear = rng.random(n) < 0.4
+    votes[np.arange(n), label] = np.where(clear, 10, 6)
+    votes[np.arange(n), (label + 1) % 7] += np.where(clear, 0, 4)
+    t = ClipTable.build(BASIC7, [f"c{i}" for i in range(n)], [f"/x/{i}" for i in range(n)], votes=votes, label=label)
+    c = ambiguity_subset(t, "clear", seed=0)
+    m = ambiguity_subset(t, "mixed", seed=0)
+    assert len(c) == len(m) == clear.sum()
+    assert (c.soft_labels().max(axis=1) > 0.9).all()
+    assert not (m.soft_labels().max(axis=1) > 0.9).all()
+    target = np.bincount(label, minlength=7) / n
+    for sub in (c, m):
+        got = np.bincount(sub.label, minlength=7) / len(sub)
+        assert np.abs(got - target).max() < 1.0 / len(sub) + 1e-9
+    assert len(set(c.clip_id)) == len(c)

@@ -1,0 +1,115 @@
+"""Clip transforms: one random draw per clip, applied identically to every frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dfer.data.transforms import (IMAGENET_MEAN, CenterCrop, Normalize, RandomHorizontalFlip, RandomScaleCrop,
+                                  Resize, ToClipTensor, build_transforms)
+from dfer.errors import ConfigError
+
+
+def textured_clip(t=6, h=48, w=64, seed=0, identical=True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if identical:
+        return np.repeat(frame[None], t, axis=0)
+    return rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def test_random_scale_crop_is_the_same_for_every_frame():
+    clip = textured_clip()
+    crop = RandomScaleCrop(32, fix_crop=False)
+    outputs = []
+    for seed in range(20):
+        out = crop(clip, torch.Generator().manual_seed(seed))
+        assert out.shape == (6, 3, 32, 32) and out.dtype == torch.uint8
+        assert all(torch.equal(out[0], out[k]) for k in range(1, 6))  # identical frames stay identical
+        outputs.append(out[0])
+    assert len({o.numpy().tobytes() for o in outputs}) > 10  # but the draw differs between clips
+
+
+def test_random_scale_crop_matches_a_reference_crop():
+    # distinct frames: each output frame must equal the crop of its own input frame
+    clip = textured_clip(identical=False)
+    crop = RandomScaleCrop(24)
+    g = torch.Generator().manual_seed(3)
+    top, left, h, w = crop.params(48, 64, torch.Generator().manual_seed(3))
+    out = crop(clip, g)
+    tensor = torch.from_numpy(clip).permute(0, 3, 1, 2)
+    for k in range(6):
+        ref = torch.nn.functional.interpolate(tensor[k:k + 1, :, top:top + h, left:left + w].float(), size=(24, 24),
+                                              mode="bilinear", antialias=True, align_corners=False)
+        assert (out[k].float() - ref[0]).abs().max() <= 1.5
+
+
+def test_random_scale_crop_sizes_follow_the_scales():
+    crop = RandomScaleCrop(224, scales=(1.0, 0.875, 0.75, 0.66), max_distort=1)
+    step_of = {int(256 * s): i for i, s in enumerate(crop.scales)}  # crop side -> scale step
+    seen = set()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(400):
+        top, left, h, w = crop.params(256, 320, g)
+        assert h in step_of and w in step_of
+        assert abs(step_of[h] - step_of[w]) <= 1
+        assert 0 <= top <= 256 - h and 0 <= left <= 320 - w
+        seen.add((h, w))
+    assert len(seen) == 10  # 4 square + 6 one-step-distorted pairs all reachable
+    with pytest.raises(ConfigError, match="scales must be fractions"):
+        RandomScaleCrop(224, scales=(1.2,))
+
+
+def test_flip_flips_every_frame_or_none():
+    clip = textured_clip(identical=False)
+    tensor = torch.from_numpy(clip).permute(0, 3, 1, 2)
+    flips = 0
+    for seed in range(40):
+        out = RandomHorizontalFlip()(clip, torch.Generator().manual_seed(seed))
+        flipped = [torch.equal(out[k], tensor[k].flip(-1)) for k in range(6)]
+        kept = [torch.equal(out[k], tensor[k]) for k in range(6)]
+        assert all(flipped) or all(kept)
+        flips += all(flipped)
+    assert 8 <= flips <= 32  # p = 0.5
+
+
+def test_resize_center_crop_and_tensor_conversion():
+    clip = np.zeros((2, 40, 80, 3), np.uint8)
+    clip[:, :, 20:60] = 200  # central square bright, sides dark
+    out = CenterCrop(40)(Resize(40)(clip))
+    assert out.shape == (2, 3, 40, 40) and (out == 200).all()
+    x = ToClipTensor()(clip)
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 40, 80) and x.is_contiguous()
+    assert torch.allclose(x[0, :, 0, 30], torch.full((3,), 200 / 255))
+    assert x[0, :, 0, 0].eq(0).all()
+
+
+def test_normalize_inverse_round_trips():
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    norm = Normalize()
+    y = norm(x)
+    assert torch.allclose(y[:, 0], (x[:, 0] - IMAGENET_MEAN[0]) / 0.229, atol=1e-6)
+    assert torch.allclose(norm.inverse(y), x, atol=1e-6)
+    assert torch.allclose(norm.inverse(norm(x[None]))[0], x, atol=1e-6)  # leading batch dim
+    assert torch.allclose(Normalize(inplace=True)(x.clone()), y, atol=1e-6)
+    before = x.clone()
+    norm(x)
+    assert torch.equal(x, before)  # the default leaves the caller's tensor alone
+
+
+def test_build_transforms_pipelines():
+    clip = textured_clip(t=8, h=64, w=80)
+    train = build_transforms(True, size=32)
+    a = train(clip, torch.Generator().manual_seed(1))
+    b = train(clip, torch.Generator().manual_seed(1))
+    assert a.shape == (8, 3, 32, 32) and a.dtype == torch.float32 and torch.equal(a, b)
+    assert all(torch.equal(a[0], a[k]) for k in range(8))
+    assert train.size_hint == 49  # ceil(32 / 0.66): the smallest crop still needs this short side
+    test = build_transforms(False, size=32)
+    c = test(clip)
+    assert torch.equal(c, test(clip, torch.Generator().manual_seed(5)))  # no randomness at test time
+    # normalised with ImageNet statistics: undoing it gives values in [0, 1]
+    raw = Normalize().inverse(c)
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+    assert test.size_hint == 32

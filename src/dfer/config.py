@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from dfer.errors import ConfigError
+from dfer.robust.config import RobustConfig
 
 LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
 
@@ -117,6 +118,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on the CPU (0 = torch's default)
     log_every: int = 20

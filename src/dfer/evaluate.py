@@ -41,6 +41,14 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
     ds = make_dataset(table.take(shard) if enabled else table, cfg, train=False, num_clips=num_clips)
     loader = build_loader(ds, cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers,
                           seed=cfg.seed, epoch=0, drop_last=False)
+    if enabled:
+        # Shards differ in length, so the DDP wrapper (whose forward may sync buffers, a
+        # collective) is bypassed; every rank evaluates rank 0's weights and BatchNorm
+        # statistics, the ones the checkpoint holds (after a training step a rank keeps the
+        # running statistics of its own last batch).
+        model = model.module if hasattr(model, "module") else model
+        for buf in model.buffers():
+            dist.broadcast(buf.data, src=0)
     was_training = model.training
     model.eval()
     use_amp = cfg.optim.amp and device.type == "cuda"
@@ -162,6 +170,8 @@ def load_run(run_dir: str | Path, *, which: str | None = None, device: str | tor
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} is not a dfer run directory (no config.yaml)")
     cfg = load_config(cfg_path)
+    if not (run_dir / "classes.json").is_file():
+        raise ConfigError(f"{run_dir}: no classes.json; the run never started training")
     classes = tuple(json.loads((run_dir / "classes.json").read_text()))
     which = which or ("best" if cfg.eval.select == "best_val" else "last")
     ckpt = run_dir / "checkpoints" / f"{which}.safetensors"
@@ -191,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from dfer.train import build_splits, init_distributed, load_source_table
 
     model, cfg, classes = load_run(args.run, which=args.checkpoint)
-    _, device = init_distributed(args.device)
+    info, device = init_distributed(args.device)  # under torchrun the clips are sharded over the ranks
     model = model.to(device)
     if args.num_clips:
         cfg.eval.num_clips = args.num_clips
@@ -207,7 +217,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         table = build_splits(cfg).test
         tag = args.tag
-    res = evaluate_model(model, table, cfg, device, run_dir=Path(args.run), tag=tag)
+    try:
+        res = evaluate_model(model, table, cfg, device, dist_info=info, run_dir=Path(args.run), tag=tag)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if not info.is_main:
+        return 0
     print(f"{args.run}: UAR {100 * (res['uar'] or 0):.2f}% WAR {100 * (res['war'] or 0):.2f}% "
           f"on {res['num_clips']} clips" + (f" (results.{tag}.json)" if tag else ""))
     return 0

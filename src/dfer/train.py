@@ -84,6 +84,43 @@ def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
     return info, device
 
 
+class GlobalBatchShardSampler:
+    """Rank ``r``'s share of every global batch of the single-process order.
+
+    torch's DistributedSampler deals the clips round-robin from its own permutation, so
+    the batches depend on the number of processes. Here every rank draws the permutation
+    a single process would (:class:`dfer.data.dataset.EpochSampler`, seeded by (seed,
+    epoch)), cuts it into global batches of ``batch_size`` (dropping the last partial one,
+    as training does) and takes the ``r``-th contiguous slice of ``batch_size /
+    world_size`` clips of each. The union over the ranks of optimiser step ``s`` is then
+    exactly the single-process batch ``s``: N processes train on the same batches as one.
+
+    Yields dataset indices; wrap it as the ``base`` of an ``EpochSampler``.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, rank: int, world_size: int, *, seed: int = 0,
+                 epoch: int = 0):
+        if batch_size % world_size:
+            raise ConfigError(f"global batch {batch_size} is not divisible by {world_size} processes")
+        self.num_items, self.batch_size, self.rank, self.world_size = num_items, batch_size, rank, world_size
+        self.seed, self.epoch = seed, epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        from dfer.data.dataset import EpochSampler
+
+        order = EpochSampler(self.num_items, shuffle=True, seed=self.seed, epoch=self.epoch).order()
+        per_rank = self.batch_size // self.world_size
+        for start in range(0, len(order) - self.batch_size + 1, self.batch_size):
+            lo = start + self.rank * per_rank
+            yield from order[lo:lo + per_rank]
+
+    def __len__(self) -> int:
+        return (self.num_items // self.batch_size) * (self.batch_size // self.world_size)
+
+
 # ---------------------------------------------------------------------- data
 
 
@@ -198,13 +235,15 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
     return Splits(classes, train, val, test, reports)
 
 
-def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1):
+def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1, sampler=None):
     from dfer.data.dataset import ClipDataset
     from dfer.data.sampling import MultiClipSampler, SegmentSampler
     from dfer.data.transforms import build_transforms
 
     d = cfg.data
-    if train:
+    if sampler is not None:
+        pass
+    elif train:
         sampler = SegmentSampler(d.num_frames, mode="train")
     elif num_clips > 1:
         sampler = MultiClipSampler(d.num_frames, num_clips)
@@ -220,7 +259,7 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
 # ---------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict, robust=None) -> None:
     """One safetensors file (weights, optimiser buffers, RNG states) + a JSON sidecar.
 
     The safetensors file is written to a temporary name and renamed, so a crash never
@@ -243,6 +282,9 @@ def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict) ->
             tensors[f"rng.cuda.{i}"] = s
     if mixer is not None:
         tensors["rng.mixer"] = mixer.state_dict()["rng_state"]
+    if robust is not None:
+        for k, v in robust.state_dict().items():
+            tensors[f"robust.{k}"] = v.detach().cpu().contiguous()
     meta = dict(state)
     meta["optim_param_groups"] = opt["param_groups"]
     meta["optim_scalars"] = {str(pid): {n: v for n, v in st.items() if not torch.is_tensor(v)}
@@ -260,7 +302,8 @@ def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict) ->
     os.replace(tmp, side)
 
 
-def load_checkpoint(path: Path, model, optimizer=None, scaler=None, mixer=None, map_location="cpu") -> dict:
+def load_checkpoint(path: Path, model, optimizer=None, scaler=None, mixer=None, map_location="cpu",
+                    robust=None) -> dict:
     from safetensors import safe_open
 
     tensors = {}
@@ -283,6 +326,8 @@ def load_checkpoint(path: Path, model, optimizer=None, scaler=None, mixer=None, 
         scaler.load_state_dict(meta["scaler"])
     if mixer is not None and "rng.mixer" in tensors:
         mixer.load_state_dict({"rng_state": tensors["rng.mixer"]})
+    if robust is not None:
+        robust.load_state_dict({k[len("robust."):]: v for k, v in tensors.items() if k.startswith("robust.")})
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])
     if torch.cuda.is_available():
@@ -391,8 +436,15 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
         raise ConfigError(f"optim.batch_size={cfg.optim.batch_size} (the global batch) must be divisible by the "
                           f"{info.world_size} processes")
     per_rank_batch = cfg.optim.batch_size // info.world_size
-    train_set = make_dataset(splits.train, cfg, train=True)
-    from dfer.data.dataset import build_loader
+    robust = None
+    if cfg.robust.enabled:
+        # RDFER: clip agreement -> per-sample weights / corrected labels, key-expression sampling
+        from dfer.robust.learner import RobustLearner
+
+        robust = RobustLearner(cfg.robust, splits.train, num_classes=C, seed=cfg.seed)
+    train_set = make_dataset(splits.train, cfg, train=True,
+                             sampler=robust.train_sampler(cfg) if robust is not None else None)
+    from dfer.data.dataset import build_loader, item_seed
 
     model = create_model(cfg.model.name, num_classes=C, pretrained=cfg.model.pretrained,
                          dropout=cfg.model.dropout, **cfg.model.kwargs).to(device)
@@ -420,7 +472,7 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
     warmup_steps = int(cfg.optim.warmup_epochs * steps_per_epoch)
     start_epoch, step, best = 0, 0, -1.0
     if resume_meta is not None:
-        meta = load_checkpoint(last_path, model, optimizer, scaler, mixer)
+        meta = load_checkpoint(last_path, model, optimizer, scaler, mixer, robust=robust)
         start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best", -1.0)
         if info.is_main:
             print(f"{run_dir}: resuming after epoch {start_epoch}")
@@ -437,7 +489,10 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
             writer = None
 
     loader = build_loader(train_set, per_rank_batch, shuffle=True, num_workers=cfg.data.num_workers,
-                          seed=cfg.seed, epoch=start_epoch, drop_last=True, distributed=info.enabled)
+                          seed=cfg.seed, epoch=start_epoch, drop_last=True)
+    if info.enabled:  # each rank takes its slice of the single-process global batches (see the class)
+        loader.sampler.base = GlobalBatchShardSampler(len(train_set), cfg.optim.batch_size, info.rank,
+                                                      info.world_size, seed=cfg.seed, epoch=start_epoch)
     progress = _Progress(cfg.progress and info.is_main)
     epochs_run = 0
     try:
@@ -446,6 +501,14 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
                 return run_dir
             model.train()
             loader.sampler.set_epoch(epoch)  # keys carry the epoch, so persistent workers see it too
+            # dropout and mixing draw from streams that are a function of (seed, epoch, rank):
+            # ranks draw different masks, and a resumed DDP run (whose checkpoint holds rank
+            # 0's generators only) continues every rank exactly
+            torch.manual_seed(item_seed(cfg.seed, epoch, info.rank, stream=3))
+            if mixer is not None:
+                mixer.generator.manual_seed(item_seed(cfg.seed, epoch, info.rank, stream=4))
+            if robust is not None:
+                robust.on_epoch_start(epoch, model, cfg, device, dist_info=info)
             task = progress.task(f"epoch {epoch + 1}/{cfg.optim.epochs}", steps_per_epoch)
             t0, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
             for batch in loader:
@@ -455,15 +518,21 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
                 lr = lr_at(step, total_steps, cfg.optim.lr, warmup_steps, cfg.optim.schedule)
                 for g in optimizer.param_groups:
                     g["lr"] = lr
+                weight = None
+                if robust is not None:
+                    soft, label, weight = robust.adjust(batch["index"].to(device), soft, label)
                 if mixer is not None:
-                    clip, target = mixer(clip, soft, label)[:2]
+                    mixed = mixer(clip, soft, label)
+                    clip, target = mixed.clip, mixed.target
+                    if weight is not None:  # a mixed clip weighs what its two sources weigh, by λ
+                        weight = mixed.lam * weight + (1 - mixed.lam) * weight[mixed.partner]
                 elif cfg.label_mode == "hard":
                     target = one_hot(label, C)  # DataError naming the batch positions without a label
                 else:
                     target = soft
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     logits = model(clip)
-                loss = soft_target_cross_entropy(logits.float(), target)
+                loss = soft_target_cross_entropy(logits.float(), target, weight=weight)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} step {step}; "
                                              f"lower optim.lr or check the inputs")
@@ -510,9 +579,11 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
                     writer.add_scalar("train/epoch_loss", row["train_loss"], epoch + 1)
                     writer.add_scalar("train/clips_per_s", row["clips_per_s"], epoch + 1)
                     writer.flush()
+                if robust is not None:
+                    robust.on_epoch_end(epoch, run_dir)
                 save_checkpoint(last_path, model, optimizer, scaler, mixer,
                                 {"epoch": epoch + 1, "step": step, "config_hash": chash, "best": best,
-                                 "finished": False})
+                                 "finished": False}, robust=robust)
                 if not (cfg.progress and sys.stderr.isatty()):
                     val = f" val UAR {row['val_uar']:.3f}" if row["val_uar"] != "" else ""
                     print(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row['train_loss']:.4f} "
@@ -616,7 +687,9 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return 0
-    train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None, restart=args.restart)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    try:
+        train(cfg, run_dir=Path(args.run_dir) if args.run_dir else None, restart=args.restart)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
     return 0

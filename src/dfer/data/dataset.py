@@ -124,7 +124,9 @@ class ClipDataset(Dataset):
         g = self.generator(index, epoch)
         try:
             n = num_frames_of(source, kind)
-            idx = self.sampler.sample(n, g)
+            # per-video samplers (RDFER's key-expression sampler) also need to know the clip
+            idx = self.sampler.sample(n, g, index=index) if getattr(self.sampler, "uses_index", False) \
+                else self.sampler.sample(n, g)
             frames = read_frames(source, kind, idx.reshape(-1), size_hint=self.size_hint)
         except DataError as exc:
             raise DataError(f"clip {str(t.clip_id[index])!r} ({source}): {exc}") from None

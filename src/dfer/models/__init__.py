@@ -8,7 +8,7 @@ Registered: ``tsm_resnet18`` (the MIDAS backbone), ``resnet18_gru`` (2DCNN-GRU),
 ``classifier`` and ``reset_classifier(num_classes)``.
 """
 
-from dfer.models import cnn_rnn, r3d, tsm  # noqa: F401  (registers the builders)
+from dfer.models import cnn_rnn, r3d, rdfer, tsm  # noqa: F401  (registers the builders)
 from dfer.models.base import ClipClassifier, check_clip
 from dfer.models.cnn_rnn import ResNet18GRU, resnet18_gru
 from dfer.models.r3d import R3D18, r3d_18

@@ -59,12 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         raise
     parser = argparse.ArgumentParser(prog=f"dfer {name}", description=help_)
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    # intermixed: key=value overrides may come before or after options
+    args = parser.parse_intermixed_args(argv[1:])
     try:
         return int(module.run(args) or 0)
     except DfeError as e:
         print(f"dfer {name}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `dfer data stats ... | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"dfer {name}: interrupted", file=sys.stderr)
         return 130

@@ -439,12 +439,6 @@ def describe_config(cfg: dict) -> str:
 # ---------------------------------------------------------------------- CLI
 
 
-def use_intermixed(parser: argparse.ArgumentParser) -> None:
-    """Let ``key=value`` overrides come after options (``--folds 1 optim.epochs=2``):
-    plain ``parse_args`` stops taking positionals once an option followed them."""
-    parser.parse_args = parser.parse_intermixed_args  # type: ignore[method-assign]
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML recipe (e.g. configs/paper/table2_tsm_midas.yaml)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. data.source.root=/data/DFEW")
@@ -454,7 +448,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train nothing: collect the finished folds and write the summary; exit status 1 "
                         "when folds are missing")
     p.add_argument("--cv-dir", help="with --summarise: the cv folder itself (instead of --config/--out)")
-    use_intermixed(p)
 
 
 def run(args: argparse.Namespace) -> int:

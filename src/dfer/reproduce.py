@@ -33,7 +33,7 @@ from pathlib import Path
 
 from dfer.config import load_config
 from dfer.errors import ConfigError
-from dfer.experiments import cv_name, parse_folds, run_cv, use_intermixed
+from dfer.experiments import cv_name, parse_folds, run_cv
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", help="folder of the recipes (default: configs/paper of the source tree)")
     p.add_argument("--baseline", help="row the differences are measured from (default: the first)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides applied to every recipe, after the roots")
-    use_intermixed(p)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -116,7 +116,8 @@ def test_paper_recipe_matches_the_papers_hyperparameters(name):
     mode, model, lr, kind = PAPER_ROWS[name]
     assert (cfg.label_mode, cfg.model.name, cfg.optim.lr, cfg.data.source.kind) == (mode, model, lr, kind)
     # section 4.3, shared by every row
-    assert cfg.optim.momentum == 0.9 and cfg.optim.epochs == 450 and cfg.optim.batch_size == 8
+    assert cfg.optim.name == "sgd" and cfg.optim.momentum == 0.9 and cfg.optim.epochs == 450
+    assert cfg.optim.batch_size == 8
     assert cfg.optim.schedule == "cosine" and cfg.model.dropout == 0.5 and cfg.model.pretrained is True
     assert cfg.mixing.alpha == 0.4 and cfg.eval.select == "last"
     if model != "r3d_18":

@@ -75,6 +75,8 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
+    #: sgd (the paper's) | adamw (trains small models from scratch much faster; the demo's)
+    name: str = "sgd"
     lr: float = 0.02
     momentum: float = 0.9
     #: the paper does not state weight decay; 5e-4 is the TSM code base's default.
@@ -143,6 +145,8 @@ class RunConfig:
             raise ConfigError(f"data.train_subset must be all, clear or mixed, got {self.data.train_subset!r}")
         if self.optim.epochs < 1 or self.optim.batch_size < 1 or not self.optim.lr > 0:
             raise ConfigError("optim.epochs, optim.batch_size and optim.lr must be positive")
+        if self.optim.name not in ("sgd", "adamw"):
+            raise ConfigError(f"optim.name must be sgd or adamw, got {self.optim.name!r}")
         if self.optim.schedule not in ("cosine", "constant"):
             raise ConfigError(f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}")
         if self.mixing.alpha <= 0:

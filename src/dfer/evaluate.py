@@ -107,11 +107,7 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
             "mixed": summarise(probs[~clear], labels[~clear], table.classes, soft_labels=soft[~clear],
                                has_votes=has_votes[~clear]),
         }
-    truth = table.meta.get("truth_mixture")
-    if truth is not None:
-        from dfer.metrics import kl_divergence
-
-        results["kl_to_truth"] = float(np.mean(kl_divergence(np.asarray(truth), probs)))
+    results.update(_against_synthetic_truth(table, probs))
     results["classes"] = list(table.classes)
     if run_dir is not None:
         run_dir = Path(run_dir)
@@ -122,6 +118,29 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
 
         plot_confusion(np.asarray(results["confusion_matrix"]), table.classes, run_dir / f"confusion{suffix}.png")
     return results
+
+
+def _against_synthetic_truth(table: ClipTable, probs: np.ndarray) -> dict:
+    """On a synthetic corpus (its side file holds the true expression mixtures): KL from the
+    true mixture to the prediction, and UAR/WAR against the true principal emotion."""
+    from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
+    from dfer.emotions import BASIC7
+    from dfer.metrics import confusion_matrix, kl_divergence, uar, war
+
+    root = table.meta.get("root")
+    if not root or not (Path(root) / TRUTH_FILE).is_file() or set(table.classes) != set(BASIC7):
+        return {}
+    truth = read_truth(root)
+    row = {str(v): i for i, v in enumerate(truth["video_name"])}
+    idx = np.array([row.get(str(c).split("#")[0], -1) for c in table.clip_id])
+    if (idx < 0).any():
+        return {}
+    order = [BASIC7.index(c) for c in table.classes]
+    mixture = truth["mixture"][idx][:, order]
+    true = np.array([table.classes.index(BASIC7[t]) for t in truth["true_label"][idx]])
+    cm = confusion_matrix(true, probs.argmax(1), len(table.classes))
+    return {"kl_to_truth": float(np.mean(kl_divergence(mixture, probs))),
+            "uar_true_emotion": uar(cm), "war_true_emotion": war(cm)}
 
 
 def _write_json(path: Path, obj) -> None:

@@ -454,9 +454,11 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
     decay, no_decay = [], []
     for n, p in _unwrap(model).named_parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
-    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": cfg.optim.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optim.name == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
     use_amp = cfg.optim.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)

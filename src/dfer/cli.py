@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         raise
     parser = argparse.ArgumentParser(prog=f"dfer {name}", description=help_)
     module.add_arguments(parser)
-    # intermixed: key=value overrides may come before or after options
-    args = parser.parse_intermixed_args(argv[1:])
+    # intermixed: key=value overrides may come before or after options (argparse cannot
+    # intermix around sub-commands, so `dfer data stats` parses plainly)
+    nested = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
+    args = parser.parse_args(argv[1:]) if nested else parser.parse_intermixed_args(argv[1:])
     try:
         return int(module.run(args) or 0)
     except DfeError as e:

@@ -44,6 +44,22 @@ def test_the_sequence_streams_see_frame_order():
     assert not torch.allclose(a, b, atol=1e-4)
 
 
+def test_fusion_is_residual_so_the_trunk_learns_even_when_the_streams_are_silent():
+    """With the fusion ReLU dead (a large negative bias), the feature is the snippets' mean trunk
+    feature and the trunk still receives the classifier's gradient."""
+    torch.manual_seed(0)
+    m = create_model("rdfer_resnet18", 4, snippet_frames=2, hidden_size=16, dropout=0.0).eval()
+    with torch.no_grad():
+        m.fuse.bias.fill_(-1e4)
+    x = torch.randn(2, 4, 3, 32, 32)
+    trunk = m.backbone(x.flatten(0, 1)).unflatten(0, (2, 4))
+    expected = trunk.reshape(2, 2, 2, -1).mean(2)  # (B, S, 512): mean over each snippet's frames
+    assert torch.allclose(m.snippet_features(x), expected, atol=1e-5)
+    torch.nn.functional.cross_entropy(m(x), torch.tensor([0, 3])).backward()
+    assert m.backbone.conv1.weight.grad.abs().sum() > 0
+    assert m.fuse.weight.grad is None or m.fuse.weight.grad.abs().sum() == 0
+
+
 @pytest.mark.slow
 def test_dual_stream_model_trains_end_to_end_and_beats_chance(synthetic_dfew, tmp_path):
     """Trained through dfer.train (robust learning and key sampling on), it fits its training

@@ -78,6 +78,18 @@ def test_clips_all_predicting_another_class_are_flagged_noisy_for_hard_and_soft_
     assert split_samples(cons, agr, soft_amb)[0].item() == HARD
 
 
+def test_default_thresholds_judge_by_support_not_by_top_probability():
+    # the clips agree on angry but spread their probability; the label (happy) gets little
+    spread = torch.tensor([0.06, 0.12, 0.2, 0.32, 0.1, 0.1, 0.1])  # top class angry at only 0.32
+    cons, agr = clip_agreement(torch.stack([spread] * 4)[None])
+    assert split_samples(cons, agr, onehot([0])).item() == NOISY   # support 0.06 <= 0.15
+    assert split_samples(cons, agr, onehot([1])).item() == NOISY   # 0.12
+    assert split_samples(cons, agr, onehot([2])).item() == HARD    # 0.20: plausible enough
+    assert split_samples(cons, agr, onehot([0]), confidence_threshold=0.5).item() == HARD
+    cfg = RobustConfig()
+    assert (cfg.confidence_threshold, cfg.support_threshold, cfg.agree_threshold) == (0.0, 0.15, 0.75)
+
+
 def test_consistent_but_unconfident_disagreement_is_hard_not_noisy():
     probs = torch.stack([peaked(3, 0.35)] * 4)[None]  # same top class, low confidence
     cons, agr = clip_agreement(probs)
@@ -291,6 +303,9 @@ def test_epoch_end_writes_counts_and_truth_scores(tmp_path):
     assert float(last["hard_precision"]) == 0.5 and float(last["hard_recall"]) == 1.0
     samples = list(csv.DictReader(open(tmp_path / "robust_samples.csv")))
     assert [s["split"] for s in samples] == ["clean", "clean", "hard", "hard", "noisy", "noisy"]
+    # support = the consensus's probability of the label the split compared with (hard: one-hot)
+    expected = lr.consensus[torch.arange(6), lr.label0]
+    assert [float(s["support"]) for s in samples] == pytest.approx(expected.tolist(), abs=1e-4)
 
 
 @pytest.mark.slow

@@ -184,3 +184,26 @@ def test_config_is_validated(tmp_path):
     (tmp_path / "y" / "keep.txt").write_text("mine")
     with pytest.raises(DataError, match="y: expected a new or empty folder"):
         write_synthetic_dfew(tmp_path / "y", SynthConfig(num_clips=3))
+
+
+def test_nuisance_zero_removes_pose_lighting_and_noise_but_not_expression(tmp_path):
+    cfg = dict(num_clips=6, num_frames=6, size=32, seed=2)
+    clean = write_synthetic_dfew(tmp_path / "n0", SynthConfig(**cfg, nuisance=0.0))
+    full = write_synthetic_dfew(tmp_path / "n1", SynthConfig(**cfg))
+
+    def frames(root, cid):
+        return np.stack([np.asarray(Image.open(p), np.float32)
+                         for p in sorted((root / "Clip/clip_224x224" / cid).glob("*.jpg"))])
+
+    for cid in ("00001", "00002", "00003"):
+        a, b = frames(clean, cid), frames(full, cid)
+        # no sensor noise, drift or flicker: the background corner barely changes between
+        # frames (only JPEG blocks shared with the moving brows), unlike with full nuisance
+        still, moving = (np.abs(np.diff(x[:, :4, :4], axis=0)).mean() for x in (a, b))
+        assert still < 0.25 * moving, (still, moving)
+        # the face still moves with the expression envelope
+        assert np.abs(np.diff(a, axis=0)).mean() > 0.1
+    # votes, labels and truth do not depend on the nuisance
+    assert (clean / "synthetic_truth.csv").read_bytes() == (full / "synthetic_truth.csv").read_bytes()
+    with pytest.raises(ConfigError, match=r"SynthConfig.nuisance = 2.0, expected in \[0, 1\]"):
+        write_synthetic_dfew(tmp_path / "bad", SynthConfig(nuisance=2.0))

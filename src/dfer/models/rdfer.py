@@ -12,7 +12,10 @@ changes." The paper's layers are not public; the design here (docs/rdfer.md, par
   hidden state ``h^s`` (B, S, H);
 * long-term stream: a bidirectional GRU over the S snippet states (emotional change over
   the video), output ``h^l`` (B, S, H) at every snippet;
-* fusion per snippet ``f = relu(W [h^s; h^l])`` (B, S, 512); clip feature = mean over S.
+* fusion per snippet ``f = x̄ + relu(W [h^s; h^l])`` (B, S, 512), with ``x̄`` the mean trunk
+  feature of the snippet's frames: a residual, so the trunk always receives the classifier's
+  gradient (without it, trained from scratch, the ReLU fusion could die and the network sat
+  on the majority class); clip feature = mean over S.
 
 Since the classifier is linear, the clip logits are the mean of the snippet logits
 ``classifier(f_s)``; :meth:`RDFERResNet18.frame_logits` returns both, which the robust
@@ -38,7 +41,7 @@ class RDFERResNet18(ClipClassifier):
         backbone: torchvision ResNet-18, ``fc = nn.Identity()``.
         snippet_frames: L, consecutive frames per short-term snippet.
         short: ``nn.GRU(512, H)``; long: ``nn.GRU(H, H // 2, bidirectional=True)``;
-        fuse: ``nn.Linear(2 H, 512)``.
+        fuse: ``nn.Linear(2 H, 512)``, added to the snippet's mean trunk feature.
     """
 
     def __init__(self, num_classes: int, snippet_frames: int = 2, hidden_size: int = 256,
@@ -66,10 +69,12 @@ class RDFERResNet18(ClipClassifier):
         s = -(-t // L)
         if s * L > t:  # the last snippet is short: repeat its last frame
             x = torch.cat((x, x[:, -1:].expand(b, s * L - t, x.shape[-1])), dim=1)
-        _, h_short = self.short(x.reshape(b * s, L, x.shape[-1]))  # (1, B*S, H)
+        snippets = x.reshape(b, s, L, x.shape[-1])
+        _, h_short = self.short(snippets.flatten(0, 1))  # (1, B*S, H)
         h_short = h_short[-1].view(b, s, -1)
         h_long, _ = self.long(h_short)  # (B, S, H)
-        return torch.relu(self.fuse(torch.cat((h_short, h_long), dim=-1)))
+        # residual fusion: the snippet's appearance plus what the two streams add to it
+        return snippets.mean(dim=2) + torch.relu(self.fuse(torch.cat((h_short, h_long), dim=-1)))
 
     def features(self, clip: torch.Tensor) -> torch.Tensor:
         """Clip feature: the mean over snippets of :meth:`snippet_features`, float ``(B, 512)``."""

@@ -44,8 +44,8 @@ def clip_agreement(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def split_samples(consensus: torch.Tensor, agreement: torch.Tensor, target: torch.Tensor, *,
-                  agree_threshold: float = 0.75, confidence_threshold: float = 0.5,
-                  support_threshold: float = 0.2) -> torch.Tensor:
+                  agree_threshold: float = 0.75, confidence_threshold: float = 0.0,
+                  support_threshold: float = 0.15) -> torch.Tensor:
     """Three-way split of videos into clean / hard / noisy.
 
     Args:

@@ -31,7 +31,8 @@ class RobustConfig:
         agree_threshold: τ_a; a video is *consistent* when its (averaged) agreement, the
             fraction of the K clips whose top class is the consensus class, is >= τ_a.
         confidence_threshold: τ_c; a consistent video is *noisy* only when the consensus
-            gives its own top class at least τ_c ...
+            gives its own top class at least τ_c (0 = no such condition; see docs/rdfer.md
+            for the measurement behind the default and for soft labels) ...
         support_threshold: τ_s; ... and the label (hard: its class, soft: the vote
             distribution) at most τ_s, i.e. ``<p̄, y> <= τ_s``.
         hard_weight: loss weight of hard videos (inconsistent, or consistent but not
@@ -59,8 +60,8 @@ class RobustConfig:
     every: int = 1
     momentum: float = 0.5
     agree_threshold: float = 0.75
-    confidence_threshold: float = 0.5
-    support_threshold: float = 0.2
+    confidence_threshold: float = 0.0
+    support_threshold: float = 0.15
     hard_weight: float = 1.5
     noisy_policy: str = "downweight"
     noisy_weight: float = 0.1

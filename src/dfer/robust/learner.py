@@ -95,6 +95,7 @@ class RobustLearner:
         self.weight = torch.ones(n)
         self.soft = self.soft0.clone()
         self.label = self.label0.clone()
+        self.target = self.soft0  # what the split compares with: the soft or the one-hot hard label
         self.passes = 0
         # shared memory: DataLoader workers hold the same storage, updated in place
         self.key_scores = torch.zeros(n, G).share_memory_()
@@ -153,7 +154,7 @@ class RobustLearner:
             target[has] = torch.nn.functional.one_hot(self.label0[has], self.num_classes).float()
         split = split_samples(cons, agr, target, agree_threshold=c.agree_threshold,
                               confidence_threshold=c.confidence_threshold, support_threshold=c.support_threshold)
-        self.consensus, self.agreement, self.split = cons, agr, split
+        self.consensus, self.agreement, self.split, self.target = cons, agr, split, target
         self.weight = sample_weights(split, hard_weight=c.hard_weight, noisy_weight=c.noisy_weight,
                                      noisy_policy=c.noisy_policy)
         self.soft, self.label = corrected_targets(self.soft0, self.label0, cons, split,
@@ -228,6 +229,7 @@ class RobustLearner:
         """Everything the policy depends on, as CPU tensors."""
         return {"consensus": self.consensus.clone(), "agreement": self.agreement.clone(), "split": self.split.clone(),
                 "weight": self.weight.clone(), "soft": self.soft.clone(), "label": self.label.clone(),
+                "target": self.target.clone(),
                 "key_scores": self.key_scores.clone(), "key_valid": self.key_valid.to(torch.uint8),
                 "passes": torch.tensor([self.passes], dtype=torch.int64)}
 
@@ -241,6 +243,7 @@ class RobustLearner:
         self.weight = state["weight"].float().clone()
         self.soft = state["soft"].float().clone()
         self.label = state["label"].long().clone()
+        self.target = state["target"].float().clone() if "target" in state else self.soft0
         self.key_scores.copy_(state["key_scores"])  # in place: workers share this storage
         self.key_valid.copy_(state["key_valid"].bool())
         self.passes = int(state["passes"][0])
@@ -313,17 +316,19 @@ class RobustLearner:
 
         rows = []
         conf, top = self.consensus.max(dim=-1)
+        support = (self.consensus * self.target).sum(dim=-1)
         for i in range(len(self.table)):
             s = int(self.split[i])
             n = int(self._n_frames[i]) if self._n_frames[i] > 0 else self.key_scores.shape[1]
             g = min(n, self.key_scores.shape[1])
             rows.append({"clip_id": str(self.table.clip_id[i]), "split": SPLIT_NAMES[s] if s >= 0 else "",
                          "agreement": f"{float(self.agreement[i]):.4f}", "consensus": int(top[i]),
-                         "confidence": f"{float(conf[i]):.4f}", "weight": f"{float(self.weight[i]):.4f}",
+                         "confidence": f"{float(conf[i]):.4f}", "support": f"{float(support[i]):.4f}",
+                         "weight": f"{float(self.weight[i]):.4f}",
                          "label": int(self.label0[i]), "train_label": int(self.label[i]),
                          "key_frame": int(round(float(np.argmax(self.key_scores[i, :g].numpy())) * (n - 1) / max(g - 1, 1)))
                          if bool(self.key_valid[i]) else ""})
-        _write_csv(path, ["clip_id", "split", "agreement", "consensus", "confidence", "weight", "label",
+        _write_csv(path, ["clip_id", "split", "agreement", "consensus", "confidence", "support", "weight", "label",
                           "train_label", "key_frame"], rows)
 
     def _load_truth(self):

@@ -144,6 +144,11 @@ class SynthConfig:
             wrong class (votes untouched); recorded in the truth file.
         hard_fraction: fraction of clips made deliberately ambiguous (low intensity or a
             near-equal two-class mixture); recorded in the truth file.
+        nuisance: strength of everything that is not expression, in [0, 1]: head pose and
+            its drift, the lighting gradient and gain, sensor noise and the chance of an
+            occluder all scale with it (1: as described above; 0: a frontal, evenly lit,
+            clean face on its background). Identity, expressions and votes do not change.
+            Lower it to study label noise apart from appearance (benchmarks/rdfer_table.py).
         workers: processes rendering frames (the files do not depend on it).
     """
 
@@ -155,6 +160,7 @@ class SynthConfig:
     num_folds: int = 5
     label_noise: float = 0.0
     hard_fraction: float = 0.0
+    nuisance: float = 1.0
     workers: int = 1
 
     def validate(self) -> None:
@@ -167,6 +173,7 @@ class SynthConfig:
             ("num_folds", 2 <= self.num_folds <= 99, "between 2 and 99"),
             ("label_noise", 0.0 <= self.label_noise < 1.0, "in [0, 1)"),
             ("hard_fraction", 0.0 <= self.hard_fraction <= 1.0, "in [0, 1]"),
+            ("nuisance", 0.0 <= self.nuisance <= 1.0, "in [0, 1]"),
             ("workers", self.workers >= 1, ">= 1"),
         )
         for name, ok, expected in checks:
@@ -290,8 +297,13 @@ def _render_clip(args: tuple[SynthConfig, _ClipSpec, str]) -> None:
     grad_dir = rng.uniform(0, 2 * np.pi)
     gain, slope = rng.uniform(0.65, 1.2), rng.uniform(0.0, 0.45)
     noise_sd = rng.uniform(2, 9)
+    nu = cfg.nuisance
+    if nu != 1.0:  # (at 1 the values stay bit-identical to the drawn ones)
+        roll0, shift0, drift = nu * roll0, nu * shift0, nu * drift
+        scale0 = 0.95 + nu * (scale0 - 0.95)
+        gain, slope, noise_sd = 1.0 + nu * (gain - 1.0), nu * slope, nu * noise_sd
     occl = None
-    if rng.random() < 0.25:
+    if rng.random() < 0.25 * nu:
         w_, h_ = rng.uniform(0.2, 0.45, size=2)
         x_, y_ = rng.uniform(0, 1 - w_), rng.uniform(0, 1 - h_)
         occl = (x_, y_, w_, h_, rng.uniform(0, 255, size=3))
@@ -303,7 +315,7 @@ def _render_clip(args: tuple[SynthConfig, _ClipSpec, str]) -> None:
     for t in range(T):
         mc, mo, mw, bh, bt, eo, nw, la = params[t]
         u = t / max(T - 1, 1)
-        roll = roll0 + drift[0] * u + rng.normal(0, 0.01)
+        roll = roll0 + drift[0] * u + nu * rng.normal(0, 0.01)
         c, s_ = np.cos(roll), np.sin(roll)
         rot = np.array([[c, -s_], [s_, c]]) * scale0
         off = shift0 + drift[1:] * u
@@ -510,13 +522,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fraction of single-labelled clips given a wrong hard label (default %(default)s)")
     parser.add_argument("--hard-fraction", type=float, default=d.hard_fraction,
                         help="fraction of clips made ambiguous or subtle (default %(default)s)")
+    parser.add_argument("--nuisance", type=float, default=d.nuisance,
+                        help="strength of pose, lighting, sensor noise and occlusion in [0, 1] (default %(default)s)")
     parser.add_argument("--workers", type=int, default=d.workers, help="rendering processes (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = SynthConfig(num_clips=args.clips, num_frames=args.frames, size=args.size, seed=args.seed,
                       num_annotators=args.annotators, label_noise=args.label_noise,
-                      hard_fraction=args.hard_fraction, workers=args.workers)
+                      hard_fraction=args.hard_fraction, nuisance=args.nuisance, workers=args.workers)
     t0 = time.perf_counter()
     root = write_synthetic_dfew(args.out, cfg)
     truth = read_truth(root)

@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--modes", nargs="+", default=["hard", "midas-hard"])
     p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one process each")
+    p.add_argument("--skip-done", action="store_true",
+                   help="read the results of runs that already finished under --out instead of training them again")
     p.add_argument("--seed", type=int, default=1)  # thresholds were chosen on seed 0
     a = p.parse_args(argv)
 
@@ -109,10 +111,15 @@ def _run_one(job) -> dict:
     cfg = from_dict(RunConfig, run_config(root, out / "runs", name, "rdfer_resnet18" if robust else "tsm_resnet18",
                                           mode, robust, a)).validate()
     t0 = time.perf_counter()
-    run = train(cfg, restart=True)
+    run = out / "runs" / name
+    if not (a.skip_done and (run / "results.json").is_file()):
+        run = train(cfg, restart=True)
     res = json.loads((run / "results.json").read_text())
+    with open(run / "metrics.csv", newline="") as f:
+        train_s = sum(float(r["epoch_s"]) for r in csv.DictReader(f))
     row = {"model": "RDFER" if robust else "TSM-R18", "labels": mode, "noise": noise,
-           "uar": res["uar"], "war": res["war"], "seconds": round(time.perf_counter() - t0, 1)}
+           "uar": res["uar"], "war": res["war"], "seconds": round(time.perf_counter() - t0, 1),
+           "train_seconds": round(train_s, 1)}
     if robust:
         with open(run / "robust.csv", newline="") as f:
             last = list(csv.DictReader(f))[-1]

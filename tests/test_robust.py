@@ -15,8 +15,8 @@ from dfer.config import RunConfig, from_dict
 from dfer.data.table import ClipTable
 from dfer.emotions import BASIC7
 from dfer.errors import ConfigError
-from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, sample_weights,
-                                   split_samples)
+from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
+                                   sample_weights, split_samples)
 from dfer.robust.config import RobustConfig
 from dfer.robust.keyframe import KeyExpressionSampler, frame_scores, key_distribution, stratified_draw
 from dfer.robust.learner import RobustLearner, detection_scores
@@ -88,6 +88,38 @@ def test_default_thresholds_judge_by_support_not_by_top_probability():
     assert split_samples(cons, agr, onehot([0]), confidence_threshold=0.5).item() == HARD
     cfg = RobustConfig()
     assert (cfg.confidence_threshold, cfg.support_threshold, cfg.agree_threshold) == (0.0, 0.15, 0.75)
+
+
+def test_label_uar_is_balanced_accuracy_and_one_over_c_for_a_constant_model():
+    target = onehot([0, 0, 0, 1, 2, 2])
+    constant = torch.stack([peaked(0)] * 6)
+    assert label_uar(constant, target) == pytest.approx(1 / 3)
+    right = torch.stack([peaked(k) for k in (0, 0, 1, 1, 2, 2)])  # class 0: 2/3, 1: 1, 2: 1
+    assert label_uar(right, target) == pytest.approx((2 / 3 + 1 + 1) / 3)
+
+
+def test_a_pass_from_a_model_that_predicts_the_prior_changes_nothing():
+    """A model that says 'class 0' for everything would call every other video noisy; the gate
+    (min_label_uar) skips such a pass instead of down-weighting the minority classes."""
+    labels = [0, 0, 0, 0, 1, 2, 3, 4]
+    table = fake_table(labels)
+    lr = RobustLearner(RobustConfig(enabled=True, momentum=0.0, truth=""), table, C)
+    K, T = 4, 4
+    fidx = np.tile(np.arange(T), (len(labels), K, 1))
+    prior = np.tile(peaked(0).numpy(), (len(labels), K, 1))
+    lr.update(prior, None, fidx, hard_labels=True)
+    assert (lr.passes, lr.skipped) == (0, 1) and lr.last_label_uar == pytest.approx(1 / 5)
+    idx = torch.arange(len(labels))
+    soft, label = torch.from_numpy(table.soft_labels()), torch.tensor(labels)
+    assert torch.equal(lr.adjust(idx, soft, label)[2], torch.ones(len(labels)))
+    assert not lr.key_valid.any()
+    # the same videos judged by a model that learned: the pass counts and flags the odd one out
+    good = np.stack([np.tile(peaked(c if i != 7 else 5).numpy(), (K, 1)) for i, c in enumerate(labels)])
+    lr.update(good, None, fidx, hard_labels=True)
+    assert (lr.passes, lr.skipped) == (1, 1)
+    assert lr.split.tolist() == [CLEAN] * 7 + [NOISY]
+    row = lr.summary(1)
+    assert (row["passes"], row["skipped"], row["noisy"]) == (1, 1, 1)
 
 
 def test_consistent_but_unconfident_disagreement_is_hard_not_noisy():
@@ -321,7 +353,8 @@ def test_training_with_robust_learning_resumes_exactly(synthetic_dfew, tmp_path,
                      "size": 32, "num_workers": 0, "scales": [1.0]},
             "model": {"name": "rdfer_resnet18", "kwargs": {"hidden_size": 32}},
             "optim": {"epochs": 3, "batch_size": 8, "lr": 0.01},
-            "robust": {"enabled": True, "warmup_epochs": 1, "num_clips": 2},
+            # min_label_uar 0: every pass counts, whatever three epochs taught (this tests resume)
+            "robust": {"enabled": True, "warmup_epochs": 1, "num_clips": 2, "min_label_uar": 0.0},
             "eval": {"batch_size": 16}, "tensorboard": False, "progress": False}).validate()
 
     full = train(cfg("full"))

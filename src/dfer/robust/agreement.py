@@ -21,8 +21,8 @@ import torch
 CLEAN, HARD, NOISY = 0, 1, 2
 SPLIT_NAMES = ("clean", "hard", "noisy")
 
-__all__ = ["CLEAN", "HARD", "NOISY", "SPLIT_NAMES", "clip_agreement", "split_samples", "sample_weights",
-           "corrected_targets"]
+__all__ = ["CLEAN", "HARD", "NOISY", "SPLIT_NAMES", "clip_agreement", "split_samples", "label_uar",
+           "sample_weights", "corrected_targets"]
 
 
 def clip_agreement(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +74,19 @@ def split_samples(consensus: torch.Tensor, agreement: torch.Tensor, target: torc
     split[clean] = CLEAN
     split[noisy] = NOISY
     return split
+
+
+def label_uar(consensus: torch.Tensor, target: torch.Tensor) -> float:
+    """Balanced accuracy of the consensus class against the label's top class: the mean, over
+    the classes that are some video's label, of the fraction of their videos whose consensus
+    is that class (1/C for a model that predicts one class for everything).
+
+    Args:
+        consensus: float (N, C); target: float (N, C) label distributions.
+    """
+    pred, lab = consensus.argmax(dim=-1), target.argmax(dim=-1)
+    recalls = [(pred[lab == c] == c).float().mean() for c in lab.unique()]
+    return float(torch.stack(recalls).mean()) if recalls else 0.0
 
 
 def sample_weights(split: torch.Tensor, *, hard_weight: float = 1.5, noisy_weight: float = 0.1,

@@ -35,6 +35,11 @@ class RobustConfig:
             for the measurement behind the default and for soft labels) ...
         support_threshold: τ_s; ... and the label (hard: its class, soft: the vote
             distribution) at most τ_s, i.e. ``<p̄, y> <= τ_s``.
+        min_label_uar: a pass changes nothing (weights, targets, key scores, averages) unless
+            the consensus of that pass agrees with the training labels with a balanced
+            accuracy (mean recall over the label classes) of at least this: a model that
+            still predicts the class prior would call every minority-class video noisy, and
+            down-weighting them would lock that in (measured, docs/rdfer.md).
         hard_weight: loss weight of hard videos (inconsistent, or consistent but not
             confidently against the label); > 1 learns them harder.
         noisy_policy: ``downweight`` (loss weight ``noisy_weight``, label kept) or
@@ -62,6 +67,7 @@ class RobustConfig:
     agree_threshold: float = 0.75
     confidence_threshold: float = 0.0
     support_threshold: float = 0.15
+    min_label_uar: float = 0.3
     hard_weight: float = 1.5
     noisy_policy: str = "downweight"
     noisy_weight: float = 0.1
@@ -82,6 +88,7 @@ class RobustConfig:
             ("agree_threshold", 0.0 < self.agree_threshold <= 1.0, "in (0, 1]"),
             ("confidence_threshold", 0.0 <= self.confidence_threshold <= 1.0, "in [0, 1]"),
             ("support_threshold", 0.0 <= self.support_threshold <= 1.0, "in [0, 1]"),
+            ("min_label_uar", 0.0 <= self.min_label_uar <= 1.0, "in [0, 1]"),
             ("hard_weight", self.hard_weight >= 0.0, ">= 0"),
             ("noisy_policy", self.noisy_policy in NOISY_POLICIES, f"one of {list(NOISY_POLICIES)}"),
             ("noisy_weight", self.noisy_weight >= 0.0, ">= 0"),

@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from dfer.data.table import ClipTable
-from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, sample_weights,
-                                   split_samples)
+from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
+                                   sample_weights, split_samples)
 from dfer.robust.config import RobustConfig
 from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_scores
 
 HARD_LABEL_MODES = ("hard", "midas-hard", "mixup")
-CSV_FIELDS = ["epoch", "passes", "clean", "hard", "noisy", "mean_agreement", "mean_weight",
+CSV_FIELDS = ["epoch", "passes", "skipped", "label_uar", "clean", "hard", "noisy", "mean_agreement", "mean_weight",
               "noisy_precision", "noisy_recall", "hard_precision", "hard_recall", "truth_noisy", "truth_hard"]
 
 __all__ = ["RobustLearner", "detection_scores", "clip_and_frame_logits"]
@@ -97,6 +97,8 @@ class RobustLearner:
         self.label = self.label0.clone()
         self.target = self.soft0  # what the split compares with: the soft or the one-hot hard label
         self.passes = 0
+        self.skipped = 0  # passes whose consensus fell below min_label_uar
+        self.last_label_uar: float | None = None
         # shared memory: DataLoader workers hold the same storage, updated in place
         self.key_scores = torch.zeros(n, G).share_memory_()
         self.key_valid = torch.zeros(n, dtype=torch.bool).share_memory_()
@@ -144,14 +146,18 @@ class RobustLearner:
         """
         c = self.cfg
         cons, agr = clip_agreement(torch.as_tensor(probs, dtype=torch.float32))
-        if self.passes > 0 and c.momentum > 0:
-            cons = c.momentum * self.consensus + (1 - c.momentum) * cons
-            agr = c.momentum * self.agreement + (1 - c.momentum) * agr
         target = self.soft0
         if hard_labels:
             has = self.label0 >= 0
             target = self.soft0.clone()
             target[has] = torch.nn.functional.one_hot(self.label0[has], self.num_classes).float()
+        self.last_label_uar = label_uar(cons, target)
+        if self.last_label_uar < c.min_label_uar:  # the model cannot judge the labels yet
+            self.skipped += 1
+            return
+        if self.passes > 0 and c.momentum > 0:
+            cons = c.momentum * self.consensus + (1 - c.momentum) * cons
+            agr = c.momentum * self.agreement + (1 - c.momentum) * agr
         split = split_samples(cons, agr, target, agree_threshold=c.agree_threshold,
                               confidence_threshold=c.confidence_threshold, support_threshold=c.support_threshold)
         self.consensus, self.agreement, self.split, self.target = cons, agr, split, target
@@ -214,7 +220,8 @@ class RobustLearner:
     def summary(self, epoch: int) -> dict:
         """Counts of the current split and, with a truth file, detection precision / recall."""
         s = self.split.numpy()
-        row = {"epoch": epoch, "passes": self.passes, "clean": int((s == CLEAN).sum()), "hard": int((s == HARD).sum()),
+        row = {"epoch": epoch, "passes": self.passes, "skipped": self.skipped, "label_uar": _fmt(self.last_label_uar),
+               "clean": int((s == CLEAN).sum()), "hard": int((s == HARD).sum()),
                "noisy": int((s == NOISY).sum()), "mean_agreement": _fmt(self.agreement.mean().item() if self.passes else None),
                "mean_weight": _fmt(self.weight.mean().item())}
         if self.truth is not None and self.passes:
@@ -231,7 +238,9 @@ class RobustLearner:
                 "weight": self.weight.clone(), "soft": self.soft.clone(), "label": self.label.clone(),
                 "target": self.target.clone(),
                 "key_scores": self.key_scores.clone(), "key_valid": self.key_valid.to(torch.uint8),
-                "passes": torch.tensor([self.passes], dtype=torch.int64)}
+                "passes": torch.tensor([self.passes], dtype=torch.int64),
+                "skipped": torch.tensor([self.skipped], dtype=torch.int64),
+                "last_label_uar": torch.tensor([-1.0 if self.last_label_uar is None else self.last_label_uar])}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`state_dict` (an empty dict, from a run without robust state, resets)."""
@@ -247,6 +256,9 @@ class RobustLearner:
         self.key_scores.copy_(state["key_scores"])  # in place: workers share this storage
         self.key_valid.copy_(state["key_valid"].bool())
         self.passes = int(state["passes"][0])
+        self.skipped = int(state["skipped"][0]) if "skipped" in state else 0
+        u = float(state["last_label_uar"][0]) if "last_label_uar" in state else -1.0
+        self.last_label_uar = None if u < 0 else u
         self._device_cache.clear()
 
     # ------------------------------------------------------------------ internals

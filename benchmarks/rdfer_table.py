@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 
-
 def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: bool, a) -> dict:
     d = {
         "name": name, "out_dir": str(out), "seed": a.seed, "label_mode": mode,

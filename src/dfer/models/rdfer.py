@@ -14,8 +14,8 @@ changes." The paper's layers are not public; the design here (docs/rdfer.md, par
   the video), output ``h^l`` (B, S, H) at every snippet;
 * fusion per snippet ``f = x̄ + relu(W [h^s; h^l])`` (B, S, 512), with ``x̄`` the mean trunk
   feature of the snippet's frames: a residual, so the trunk always receives the classifier's
-  gradient (without it, trained from scratch, the ReLU fusion could die and the network sat
-  on the majority class); clip feature = mean over S.
+  gradient (without it, trained from scratch at 32 px, the network stayed on the majority
+  class; docs/rdfer.md); clip feature = mean over S.
 
 Since the classifier is linear, the clip logits are the mean of the snippet logits
 ``classifier(f_s)``; :meth:`RDFERResNet18.frame_logits` returns both, which the robust

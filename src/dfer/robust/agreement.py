@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from dfer.metrics import confusion_matrix, uar
+
 CLEAN, HARD, NOISY = 0, 1, 2
 SPLIT_NAMES = ("clean", "hard", "noisy")
 
@@ -84,9 +86,8 @@ def label_uar(consensus: torch.Tensor, target: torch.Tensor) -> float:
     Args:
         consensus: float (N, C); target: float (N, C) label distributions.
     """
-    pred, lab = consensus.argmax(dim=-1), target.argmax(dim=-1)
-    recalls = [(pred[lab == c] == c).float().mean() for c in lab.unique()]
-    return float(torch.stack(recalls).mean()) if recalls else 0.0
+    lab, pred = target.argmax(dim=-1).numpy(), consensus.argmax(dim=-1).numpy()
+    return uar(confusion_matrix(lab, pred, consensus.shape[-1]))
 
 
 def sample_weights(split: torch.Tensor, *, hard_weight: float = 1.5, noisy_weight: float = 0.1,

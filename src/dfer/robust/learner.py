@@ -95,7 +95,7 @@ class RobustLearner:
         self.weight = torch.ones(n)
         self.soft = self.soft0.clone()
         self.label = self.label0.clone()
-        self.target = self.soft0  # what the split compares with: the soft or the one-hot hard label
+        self.hard_labels = False  # the split compares with the one-hot hard label (else the soft label)
         self.passes = 0
         self.skipped = 0  # passes whose consensus fell below min_label_uar
         self.last_label_uar: float | None = None
@@ -146,11 +146,7 @@ class RobustLearner:
         """
         c = self.cfg
         cons, agr = clip_agreement(torch.as_tensor(probs, dtype=torch.float32))
-        target = self.soft0
-        if hard_labels:
-            has = self.label0 >= 0
-            target = self.soft0.clone()
-            target[has] = torch.nn.functional.one_hot(self.label0[has], self.num_classes).float()
+        target = self._target(hard_labels)
         self.last_label_uar = label_uar(cons, target)
         if self.last_label_uar < c.min_label_uar:  # the model cannot judge the labels yet
             self.skipped += 1
@@ -160,7 +156,7 @@ class RobustLearner:
             agr = c.momentum * self.agreement + (1 - c.momentum) * agr
         split = split_samples(cons, agr, target, agree_threshold=c.agree_threshold,
                               confidence_threshold=c.confidence_threshold, support_threshold=c.support_threshold)
-        self.consensus, self.agreement, self.split, self.target = cons, agr, split, target
+        self.consensus, self.agreement, self.split, self.hard_labels = cons, agr, split, hard_labels
         self.weight = sample_weights(split, hard_weight=c.hard_weight, noisy_weight=c.noisy_weight,
                                      noisy_policy=c.noisy_policy)
         self.soft, self.label = corrected_targets(self.soft0, self.label0, cons, split,
@@ -236,7 +232,7 @@ class RobustLearner:
         """Everything the policy depends on, as CPU tensors."""
         return {"consensus": self.consensus.clone(), "agreement": self.agreement.clone(), "split": self.split.clone(),
                 "weight": self.weight.clone(), "soft": self.soft.clone(), "label": self.label.clone(),
-                "target": self.target.clone(),
+                "hard_labels": torch.tensor([int(self.hard_labels)], dtype=torch.int64),
                 "key_scores": self.key_scores.clone(), "key_valid": self.key_valid.to(torch.uint8),
                 "passes": torch.tensor([self.passes], dtype=torch.int64),
                 "skipped": torch.tensor([self.skipped], dtype=torch.int64),
@@ -252,7 +248,7 @@ class RobustLearner:
         self.weight = state["weight"].float().clone()
         self.soft = state["soft"].float().clone()
         self.label = state["label"].long().clone()
-        self.target = state["target"].float().clone() if "target" in state else self.soft0
+        self.hard_labels = bool(state["hard_labels"][0]) if "hard_labels" in state else False
         self.key_scores.copy_(state["key_scores"])  # in place: workers share this storage
         self.key_valid.copy_(state["key_valid"].bool())
         self.passes = int(state["passes"][0])
@@ -323,12 +319,22 @@ class RobustLearner:
             raise RuntimeError("agreement pass missed some training clips")  # a bug, not user data
         return probs_l[order], (None if fprobs_l is None else fprobs_l[order]), fidx_l[order]
 
+    def _target(self, hard_labels: bool) -> torch.Tensor:
+        """(N, C) what the split compares with: one-hot hard labels (videos without one keep
+        their soft label) or the soft labels."""
+        if not hard_labels:
+            return self.soft0
+        has = self.label0 >= 0
+        target = self.soft0.clone()
+        target[has] = torch.nn.functional.one_hot(self.label0[has], self.num_classes).float()
+        return target
+
     def _write_samples(self, path: Path) -> None:
         from dfer.robust.agreement import SPLIT_NAMES
 
         rows = []
         conf, top = self.consensus.max(dim=-1)
-        support = (self.consensus * self.target).sum(dim=-1)
+        support = (self.consensus * self._target(self.hard_labels)).sum(dim=-1)
         for i in range(len(self.table)):
             s = int(self.split[i])
             n = int(self._n_frames[i]) if self._n_frames[i] > 0 else self.key_scores.shape[1]

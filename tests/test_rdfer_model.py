@@ -32,10 +32,19 @@ def test_clip_logits_are_the_mean_of_snippet_logits_and_frames_follow_their_snip
         assert m.features(x).shape == (2, m.feature_dim)
 
 
+def _random_fusion(m):
+    """Give the zero-initialised fusion random weights, as training does."""
+    with torch.no_grad():
+        torch.nn.init.normal_(m.fuse.weight, std=0.5)
+        torch.nn.init.normal_(m.fuse.bias, std=0.5)
+    return m
+
+
 def test_the_sequence_streams_see_frame_order():
-    """Unlike a temporal mean, reversing the frames changes the output (both GRUs read in order)."""
+    """Unlike a temporal mean, reversing the frames changes the output once the fusion has
+    weights (both GRUs read in order)."""
     torch.manual_seed(0)
-    m = create_model("rdfer_resnet18", 3, snippet_frames=2, hidden_size=16).eval()
+    m = _random_fusion(create_model("rdfer_resnet18", 3, snippet_frames=2, hidden_size=16)).eval()
     x = torch.randn(1, 4, 3, 32, 32)
     with torch.no_grad():
         a, b = m(x), m(x.flip(1))
@@ -44,20 +53,23 @@ def test_the_sequence_streams_see_frame_order():
     assert not torch.allclose(a, b, atol=1e-4)
 
 
-def test_fusion_is_residual_so_the_trunk_learns_even_when_the_streams_are_silent():
-    """With the fusion ReLU dead (a large negative bias), the feature is the snippets' mean trunk
-    feature and the trunk still receives the classifier's gradient."""
+def test_fusion_starts_as_tsn_and_the_streams_learn_from_the_first_step():
+    """At initialisation the fusion is zero: the feature is the snippets' mean trunk feature
+    (TSN), the trunk receives the classifier's gradient, and so does the fusion weight, through
+    which the two streams enter; after one optimiser step the streams change the feature."""
     torch.manual_seed(0)
     m = create_model("rdfer_resnet18", 4, snippet_frames=2, hidden_size=16, dropout=0.0).eval()
-    with torch.no_grad():
-        m.fuse.bias.fill_(-1e4)
     x = torch.randn(2, 4, 3, 32, 32)
     trunk = m.backbone(x.flatten(0, 1)).unflatten(0, (2, 4))
     expected = trunk.reshape(2, 2, 2, -1).mean(2)  # (B, S, 512): mean over each snippet's frames
-    assert torch.allclose(m.snippet_features(x), expected, atol=1e-5)
+    assert torch.equal(m.snippet_features(x), expected)
     torch.nn.functional.cross_entropy(m(x), torch.tensor([0, 3])).backward()
     assert m.backbone.conv1.weight.grad.abs().sum() > 0
-    assert m.fuse.weight.grad is None or m.fuse.weight.grad.abs().sum() == 0
+    assert m.fuse.weight.grad.abs().sum() > 0
+    torch.optim.SGD(m.parameters(), lr=0.1).step()
+    with torch.no_grad():
+        trunk = m.backbone(x.flatten(0, 1)).unflatten(0, (2, 4))
+        assert not torch.allclose(m.snippet_features(x), trunk.reshape(2, 2, 2, -1).mean(2), atol=1e-4)
 
 
 @pytest.mark.slow

@@ -21,11 +21,12 @@ TINY = ["optim.epochs=1", "data.size=32", "data.num_frames=4", "model.pretrained
 def test_every_paper_recipe_belongs_to_a_table_and_every_table_to_recipes():
     assert recipe_dir() == ROOT / "configs" / "paper"
     on_disk = {p.stem for p in recipe_dir().glob("*.yaml") if not p.stem.startswith("_")}
-    used = {r for spec in TABLES.values() for r in spec.recipes}
+    used = {r for spec in TABLES.values() if spec.folder == "paper" for r in spec.recipes}
     assert used == on_disk
-    assert sorted(TABLES) == [f"table{i}" for i in range(1, 8)]
+    assert sorted(TABLES) == ["rdfer"] + [f"table{i}" for i in range(1, 8)]
     for spec in TABLES.values():
-        assert len(spec.paper) == len(spec.recipes)
+        assert len(spec.paper) == (len(spec.recipes) if spec.folder == "paper" else 0)
+        assert all((recipe_dir(spec.folder) / f"{r}.yaml").is_file() for r in spec.recipes)
 
 
 def test_table_rows_follow_the_paper():
@@ -53,6 +54,15 @@ def test_roots_and_overrides_win_over_the_recipes():
     for c in cfgs:
         assert c.data.source.root == "/d/DFEW" and c.data.test_source.root == "/d/AFEW"
         assert c.model.pretrained is False and c.optim.epochs == 3  # the recipes say true / 450
+    _, (tsm, tsm_midas, rdfer, rdfer_midas) = table_configs("rdfer", "/d/DFEW")
+    # the RDFER table's baselines are the MIDAS recipes themselves, the RDFER rows differ in the model
+    # and robust learning only
+    _, t3 = table_configs("table3", "/d/DFEW")  # hard, soft, MIDAS w/ hard label, MIDAS
+    assert tsm == t3[0] and tsm_midas == t3[2]
+    assert [(c.label_mode, c.model.name, c.robust.enabled) for c in (tsm, tsm_midas, rdfer, rdfer_midas)] == [
+        ("hard", "tsm_resnet18", False), ("midas-hard", "tsm_resnet18", False),
+        ("hard", "rdfer_resnet18", True), ("midas-hard", "rdfer_resnet18", True)]
+    assert (rdfer.optim, rdfer.data.source, rdfer.data.num_frames) == (tsm.optim, tsm.data.source, tsm.data.num_frames)
     _, cfgs = table_configs("table2", "/d/DFEW", overrides=["data.source.root=/elsewhere"])
     assert all(c.data.source.root == "/elsewhere" for c in cfgs)
     with pytest.raises(ConfigError, match="table5 tests on AFEW: give --afew-root"):

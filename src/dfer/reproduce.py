@@ -1,7 +1,7 @@
-"""Reproduce one table of the MIDAS paper (Kawamura et al.) with one command.
+"""Reproduce one table of the MIDAS paper (Kawamura et al.), or the RDFER comparison, with one command.
 
-``dfer reproduce TABLE --data-root ROOT`` runs the recipes of ``configs/paper/`` that make
-the table's rows, each as a cross-validation (:mod:`dfer.experiments`: resumable, one
+``dfer reproduce TABLE --data-root ROOT`` runs the recipes (``configs/paper/``; for
+``rdfer``, ``configs/rdfer/``) that make the table's rows, each as a cross-validation (:mod:`dfer.experiments`: resumable, one
 folder per fold), then writes the table (:mod:`dfer.compare`) next to them as
 ``<out>/<table>/<table>.md`` and ``.csv``, with the paper's UAR/WAR beside the measured ones.
 
@@ -15,6 +15,9 @@ table4   TSM MIDAS w/ hard label, lr 0.01                           FERV39K trai
 table5   TSM hard, soft, MIDAS trained on DFEW, tested on AFEW      DFEW (all) -> AFEW val
 table6   TSM soft on the clear vs the mixed group                   DFEW, 5 folds
 table7   ResNet18+GRU hard, soft, MIDAS                             DFEW, 5 folds
+rdfer    TSM hard, TSM MIDAS w/ hard label, RDFER hard, RDFER       DFEW, 5 folds
+         MIDAS w/ hard label (configs/rdfer/; no paper figures: the
+         RDFER paper's tables are not public)
 =======  =========================================================  ===================
 
 ``--data-root`` is the DFEW folder (FERV39K's for table4); table5 also needs
@@ -38,12 +41,13 @@ from dfer.experiments import cv_name, parse_folds, run_cv
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One table: its title, recipes (file stems in configs/paper/) and the paper's
-    (UAR, WAR) per row in percent."""
+    """One table: its title, recipes (file stems in ``configs/<folder>/``) and the paper's
+    (UAR, WAR) per row in percent (empty: no published figures to show beside ours)."""
 
     title: str
     recipes: tuple[str, ...]
     paper: tuple[tuple[float, float], ...]
+    folder: str = "paper"
     per_class: bool = False
     root_kind: str = "DFEW"
     needs_afew: bool = False
@@ -70,12 +74,15 @@ TABLES: dict[str, TableSpec] = {
     "table7": TableSpec("Table 7: the 2DCNN-GRU architecture (ResNet18+GRU, DFEW)",
                         ("table7_gru_hard", "table7_gru_soft", "table7_gru_midas"),
                         ((51.62, 64.00), (51.82, 65.00), (53.70, 67.01))),
+    # issue 6, item 5: the README's synthetic known-truth table, on the real corpus
+    "rdfer": TableSpec("RDFER vs TSM-R18, with and without MIDAS on hard labels (DFEW)",
+                       ("tsm_hard", "tsm_midas-hard", "rdfer_hard", "rdfer_midas-hard"), (), folder="rdfer"),
 }
 
 
-def recipe_dir() -> Path:
-    """configs/paper of the source tree (the package is installed editable from it)."""
-    return Path(__file__).resolve().parents[2] / "configs" / "paper"
+def recipe_dir(folder: str = "paper") -> Path:
+    """``configs/<folder>`` of the source tree (the package is installed editable from it)."""
+    return Path(__file__).resolve().parents[2] / "configs" / folder
 
 
 def table_configs(table: str, data_root: str, *, afew_root: str | None = None, overrides: list[str] = (),
@@ -87,12 +94,13 @@ def table_configs(table: str, data_root: str, *, afew_root: str | None = None, o
     spec = TABLES[key]
     if spec.needs_afew and not afew_root:
         raise ConfigError(f"{key} tests on AFEW: give --afew-root (AFEW preprocessed with dfer preprocess)")
-    folder = Path(configs) if configs else recipe_dir()
+    folder = Path(configs) if configs else recipe_dir(spec.folder)
     cfgs = []
     for stem in spec.recipes:
         path = folder / f"{stem}.yaml"
         if not path.is_file():
-            raise ConfigError(f"recipe {path} not found; point --configs at the folder holding configs/paper")
+            raise ConfigError(f"recipe {path} not found; point --configs at the folder holding "
+                              f"configs/{spec.folder}")
         roots = [f"data.source.root={data_root}"]
         if spec.needs_afew:
             roots.append(f"data.test_source.root={afew_root}")
@@ -120,7 +128,7 @@ def reproduce(table: str, data_root: str, *, afew_root: str | None = None, folds
         cv_dirs.append(run_cv(cfg, table_dir, folds))
     md_path = table_dir / f"{key}.md"
     if _is_main():
-        reference = [{"uar": u, "war": w} for u, w in spec.paper]
+        reference = [{"uar": u, "war": w} for u, w in spec.paper] or None
         compare(cv_dirs, baseline=baseline or spec.baseline, per_class=spec.per_class, out=md_path,
                 title=spec.title, reference=reference)
     return md_path
@@ -133,13 +141,14 @@ def _is_main() -> bool:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=sorted(TABLES), help="which table of the paper")
+    p.add_argument("table", choices=sorted(TABLES), help="which table of the MIDAS paper, or rdfer")
     p.add_argument("--data-root", required=True, help="the DFEW folder (table4: the FERV39K folder)")
     p.add_argument("--afew-root", help="table5: the preprocessed AFEW folder")
     p.add_argument("--folds", help="folds to run, e.g. 1 or 1,2,3 (default: all five)")
     p.add_argument("--out", default="runs/paper", help="parent folder (default %(default)s); the table goes "
                                                        "to OUT/TABLE/TABLE.md")
-    p.add_argument("--configs", help="folder of the recipes (default: configs/paper of the source tree)")
+    p.add_argument("--configs", help="folder of the recipes (default: configs/paper of the source tree; "
+                                     "configs/rdfer for rdfer)")
     p.add_argument("--baseline", help="row the differences are measured from (default: the first)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides applied to every recipe, after the roots")
 

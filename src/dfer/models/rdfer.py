@@ -12,10 +12,11 @@ changes." The paper's layers are not public; the design here (docs/rdfer.md, par
   hidden state ``h^s`` (B, S, H);
 * long-term stream: a bidirectional GRU over the S snippet states (emotional change over
   the video), output ``h^l`` (B, S, H) at every snippet;
-* fusion per snippet ``f = x̄ + relu(W [h^s; h^l])`` (B, S, 512), with ``x̄`` the mean trunk
-  feature of the snippet's frames: a residual, so the trunk always receives the classifier's
-  gradient (without it, trained from scratch at 32 px, the network stayed on the majority
-  class; docs/rdfer.md); clip feature = mean over S.
+* fusion per snippet ``f = x̄ + W [h^s; h^l] + b`` (B, S, 512), with ``x̄`` the mean trunk
+  feature of the snippet's frames and ``W``, ``b`` initialised to zero: the network starts as
+  TSN (the mean trunk feature) and the streams' contribution grows as W learns, so the trunk
+  always receives the classifier's gradient (without the residual, trained from scratch at
+  32 px, the network stayed on the majority class; docs/rdfer.md); clip feature = mean over S.
 
 Since the classifier is linear, the clip logits are the mean of the snippet logits
 ``classifier(f_s)``; :meth:`RDFERResNet18.frame_logits` returns both, which the robust
@@ -41,7 +42,8 @@ class RDFERResNet18(ClipClassifier):
         backbone: torchvision ResNet-18, ``fc = nn.Identity()``.
         snippet_frames: L, consecutive frames per short-term snippet.
         short: ``nn.GRU(512, H)``; long: ``nn.GRU(H, H // 2, bidirectional=True)``;
-        fuse: ``nn.Linear(2 H, 512)``, added to the snippet's mean trunk feature.
+        fuse: ``nn.Linear(2 H, 512)``, zero at initialisation, added to the snippet's mean
+            trunk feature.
     """
 
     def __init__(self, num_classes: int, snippet_frames: int = 2, hidden_size: int = 256,
@@ -53,6 +55,8 @@ class RDFERResNet18(ClipClassifier):
         self.short = nn.GRU(512, hidden_size, batch_first=True)
         self.long = nn.GRU(hidden_size, hidden_size // 2, batch_first=True, bidirectional=True)
         self.fuse = nn.Linear(hidden_size + 2 * (hidden_size // 2), 512)
+        nn.init.zeros_(self.fuse.weight)  # start as TSN; the streams' share is learnt
+        nn.init.zeros_(self.fuse.bias)
 
     def snippet_features(self, clip: torch.Tensor) -> torch.Tensor:
         """Fused per-snippet features.
@@ -74,7 +78,7 @@ class RDFERResNet18(ClipClassifier):
         h_short = h_short[-1].view(b, s, -1)
         h_long, _ = self.long(h_short)  # (B, S, H)
         # residual fusion: the snippet's appearance plus what the two streams add to it
-        return snippets.mean(dim=2) + torch.relu(self.fuse(torch.cat((h_short, h_long), dim=-1)))
+        return snippets.mean(dim=2) + self.fuse(torch.cat((h_short, h_long), dim=-1))
 
     def features(self, clip: torch.Tensor) -> torch.Tensor:
         """Clip feature: the mean over snippets of :meth:`snippet_features`, float ``(B, 512)``."""

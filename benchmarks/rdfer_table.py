@@ -5,6 +5,8 @@ hard_fraction=...)``), trains on fold 1 of each
 
 * TSM-R18 (``tsm_resnet18``, TSN segment sampling, no robust learning) and
 * RDFER (``rdfer_resnet18`` + clip agreement + key-expression re-sampling),
+* and, on request (``--models tsm-robust``), TSM-R18 with RDFER's robust learning, which
+  separates the network from the agreement machinery,
 
 each with hard labels and with MIDAS on hard labels (``midas-hard``; the corruption changes
 the hard label only, the votes are untouched, so soft-label modes would not see it), and
@@ -30,6 +32,11 @@ import time
 from pathlib import Path
 
 
+#: --models key -> (row name, registry model, robust learning on)
+MODELS = {"tsm": ("TSM-R18", "tsm_resnet18", False), "rdfer": ("RDFER", "rdfer_resnet18", True),
+          "tsm-robust": ("TSM-R18 + robust", "tsm_resnet18", True)}
+
+
 def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: bool, a) -> dict:
     d = {
         "name": name, "out_dir": str(out), "seed": a.seed, "label_mode": mode,
@@ -42,6 +49,8 @@ def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: 
     }
     if robust:
         d["robust"] = {"enabled": True, "warmup_epochs": a.robust_warmup, "every": a.every, "num_clips": 4}
+        if a.noisy_weight is not None:
+            d["robust"]["noisy_weight"] = a.noisy_weight
     return d
 
 
@@ -56,12 +65,14 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--robust-warmup", type=int, default=3)
     p.add_argument("--every", type=int, default=1)
+    p.add_argument("--noisy-weight", type=float, default=None,
+                   help="robust.noisy_weight of the robust runs (default: RobustConfig's)")
     p.add_argument("--hard-fraction", type=float, default=0.15)
     p.add_argument("--nuisance", type=float, default=0.0,
                    help="pose/lighting/noise/occlusion strength of the corpora (0: label noise is the only difficulty "
                         "besides the expressions themselves)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.2, 0.4])
-    p.add_argument("--models", nargs="+", default=["tsm", "rdfer"])
+    p.add_argument("--models", nargs="+", default=["tsm", "rdfer"], choices=sorted(MODELS))
     p.add_argument("--modes", nargs="+", default=["hard", "midas-hard"])
     p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one process each")
@@ -108,10 +119,9 @@ def _run_one(job) -> dict:
     from dfer.train import train
 
     torch.set_num_threads(a.threads)
-    robust = model == "rdfer"
+    row_name, net, robust = MODELS[model]
     name = f"{model}_{mode}_noise{noise:g}"
-    cfg = from_dict(RunConfig, run_config(root, out / "runs", name, "rdfer_resnet18" if robust else "tsm_resnet18",
-                                          mode, robust, a)).validate()
+    cfg = from_dict(RunConfig, run_config(root, out / "runs", name, net, mode, robust, a)).validate()
     t0 = time.perf_counter()
     run = out / "runs" / name
     if not (a.skip_done and (run / "results.json").is_file()):
@@ -120,7 +130,7 @@ def _run_one(job) -> dict:
     res = json.loads((run / "results.json").read_text())
     with open(run / "metrics.csv", newline="") as f:
         train_s = sum(float(r["epoch_s"]) for r in csv.DictReader(f))
-    row = {"model": "RDFER" if robust else "TSM-R18", "labels": mode, "noise": noise,
+    row = {"model": row_name, "labels": mode, "noise": noise,
            "uar": res["uar"], "war": res["war"], "seconds": round(time.perf_counter() - t0, 1),
            "train_seconds": round(train_s, 1)}
     if robust:
@@ -137,7 +147,8 @@ def _markdown(rows: list[dict]) -> str:
     f = lambda x: "–" if x is None else f"{100 * x:.1f}"  # noqa: E731
     lines = ["| model | labels | corrupted | UAR | WAR | noisy P | noisy R | hard P | hard R |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["noise"], r["model"] != "TSM-R18", r["labels"])):
+    order = [m[0] for m in MODELS.values()]
+    for r in sorted(rows, key=lambda r: (r["noise"], order.index(r["model"]), r["labels"])):
         lines.append(f"| {r['model']} | {r['labels']} | {100 * r['noise']:.0f}% | {f(r['uar'])} | {f(r['war'])} | "
                      f"{f(r.get('noisy_precision'))} | {f(r.get('noisy_recall'))} | {f(r.get('hard_precision'))} | "
                      f"{f(r.get('hard_recall'))} |")

@@ -1,9 +1,10 @@
 """Reproduce one table of the MIDAS paper (Kawamura et al.), or the RDFER comparison, with one command.
 
 ``dfer reproduce TABLE --data-root ROOT`` runs the recipes (``configs/paper/``; for
-``rdfer``, ``configs/rdfer/``) that make the table's rows, each as a cross-validation (:mod:`dfer.experiments`: resumable, one
-folder per fold), then writes the table (:mod:`dfer.compare`) next to them as
-``<out>/<table>/<table>.md`` and ``.csv``, with the paper's UAR/WAR beside the measured ones.
+``rdfer``, ``configs/rdfer/``) that make the table's rows, each as a cross-validation
+(:mod:`dfer.experiments`: resumable, one folder per fold), then writes the table
+(:mod:`dfer.compare`) next to them as ``<out>/<table>/<table>.md`` and ``.csv``, with the
+paper's UAR/WAR beside the measured ones where the paper gives them.
 
 =======  =========================================================  ===================
 table    rows (recipes in configs/paper/)                           data
@@ -16,8 +17,8 @@ table5   TSM hard, soft, MIDAS trained on DFEW, tested on AFEW      DFEW (all) -
 table6   TSM soft on the clear vs the mixed group                   DFEW, 5 folds
 table7   ResNet18+GRU hard, soft, MIDAS                             DFEW, 5 folds
 rdfer    TSM hard, TSM MIDAS w/ hard label, RDFER hard, RDFER       DFEW, 5 folds
-         MIDAS w/ hard label (configs/rdfer/; no paper figures: the
-         RDFER paper's tables are not public)
+         MIDAS w/ hard label (configs/rdfer/; no reference column:
+         only the RDFER abstract is at hand)
 =======  =========================================================  ===================
 
 ``--data-root`` is the DFEW folder (FERV39K's for table4); table5 also needs

@@ -49,8 +49,9 @@ def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: 
     }
     if robust:
         d["robust"] = {"enabled": True, "warmup_epochs": a.robust_warmup, "every": a.every, "num_clips": 4}
-        if a.noisy_weight is not None:
-            d["robust"]["noisy_weight"] = a.noisy_weight
+        for key in ("noisy_weight", "hard_weight"):
+            if getattr(a, key) is not None:
+                d["robust"][key] = getattr(a, key)
     return d
 
 
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=1)
     p.add_argument("--noisy-weight", type=float, default=None,
                    help="robust.noisy_weight of the robust runs (default: RobustConfig's)")
+    p.add_argument("--hard-weight", type=float, default=None,
+                   help="robust.hard_weight of the robust runs (default: RobustConfig's)")
     p.add_argument("--hard-fraction", type=float, default=0.15)
     p.add_argument("--nuisance", type=float, default=0.0,
                    help="pose/lighting/noise/occlusion strength of the corpora (0: label noise is the only difficulty "

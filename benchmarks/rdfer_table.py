@@ -19,6 +19,9 @@ a Markdown table::
 CPU budget: the defaults (1000-clip corpora at 32 px, 12 epochs) took 84 minutes on 2 cores
 with ``--threads 1 --jobs 2`` (TSM-R18 runs about 8.5 minutes each, RDFER 14: the agreement
 passes). ``--skip-done`` reads runs that already finished instead of training them again.
+``--noisy-weight``, ``--hard-weight`` and ``--robust KEY=VALUE ...`` change the robust
+runs' ``robust.*`` settings (a run's name does not show them: give each variant its own
+``--out``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import json
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 
 #: --models key -> (row name, registry model, robust learning on)
@@ -52,10 +57,13 @@ def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: 
         for key in ("noisy_weight", "hard_weight"):
             if getattr(a, key) is not None:
                 d["robust"][key] = getattr(a, key)
+        for item in a.robust:
+            key, _, value = item.partition("=")
+            d["robust"][key] = yaml.safe_load(value)
     return d
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/rdfer_table")
     p.add_argument("--clips", type=int, default=1000)
@@ -70,6 +78,8 @@ def main(argv=None) -> int:
                    help="robust.noisy_weight of the robust runs (default: RobustConfig's)")
     p.add_argument("--hard-weight", type=float, default=None,
                    help="robust.hard_weight of the robust runs (default: RobustConfig's)")
+    p.add_argument("--robust", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="any other robust.* setting of the robust runs, e.g. support_threshold=0.25 momentum=0.9")
     p.add_argument("--hard-fraction", type=float, default=0.15)
     p.add_argument("--nuisance", type=float, default=0.0,
                    help="pose/lighting/noise/occlusion strength of the corpora (0: label noise is the only difficulty "
@@ -83,6 +93,14 @@ def main(argv=None) -> int:
                    help="read the results of runs that already finished under --out instead of training them again")
     p.add_argument("--seed", type=int, default=1)  # thresholds were chosen on seed 0
     a = p.parse_args(argv)
+    bad = [item for item in a.robust if "=" not in item]
+    if bad:
+        p.error(f"--robust expects KEY=VALUE, got {bad}")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
 
     from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
 

@@ -18,16 +18,19 @@ a Markdown table::
 
 CPU budget: the defaults (1000-clip corpora at 32 px, 12 epochs) took 84 minutes on 2 cores
 with ``--threads 1 --jobs 2`` (TSM-R18 runs about 8.5 minutes each, RDFER 14: the agreement
-passes). ``--skip-done`` reads runs that already finished instead of training them again.
+passes). ``--skip-done`` reads runs that already finished and resumes unfinished ones instead
+of training them again; it refuses a run whose saved config differs from the one asked for.
 ``--noisy-weight``, ``--hard-weight`` and ``--robust KEY=VALUE ...`` change the robust
 runs' ``robust.*`` settings (a run's name does not show them: give each variant its own
-``--out``).
+``--out``). A corpus already under ``--out`` is reused only if it was written with the same
+settings (seed, size, corruption, ...).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import csv
 import json
 import sys
@@ -63,6 +66,16 @@ def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: 
     return d
 
 
+def corpus_mismatch(root: Path, synth) -> str:
+    """The settings in which the corpus under ``root`` differs from ``synth`` ("" when it matches)."""
+    saved = json.loads((root / "synthetic_config.json").read_text())
+    # a field missing from an older corpus's file had its default then (nuisance 1: byte-identical)
+    default = dataclasses.asdict(type(synth)())
+    diff = [f"{k}={saved.get(k, default[k])!r} (asked: {v!r})" for k, v in dataclasses.asdict(synth).items()
+            if k != "workers" and saved.get(k, default[k]) != v]  # workers changes the speed only
+    return ", ".join(diff)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/rdfer_table")
@@ -90,7 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads per run")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one process each")
     p.add_argument("--skip-done", action="store_true",
-                   help="read the results of runs that already finished under --out instead of training them again")
+                   help="read the results of runs that already finished under --out and resume unfinished ones, "
+                        "instead of training them again (a run made with other settings is an error)")
     p.add_argument("--seed", type=int, default=1)  # thresholds were chosen on seed 0
     a = p.parse_args(argv)
     bad = [item for item in a.robust if "=" not in item]
@@ -110,10 +124,17 @@ def main(argv=None) -> int:
     jobs = []
     for noise in a.noise:
         root = out / f"corpus_noise{noise:g}"
-        if not (root / "synthetic_config.json").exists():
-            write_synthetic_dfew(root, SynthConfig(num_clips=a.clips, num_frames=a.video_frames, size=a.size,
-                                                   seed=a.seed, label_noise=noise, hard_fraction=a.hard_fraction,
-                                                   nuisance=a.nuisance, workers=a.threads * a.jobs))
+        synth = SynthConfig(num_clips=a.clips, num_frames=a.video_frames, size=a.size, seed=a.seed,
+                            label_noise=noise, hard_fraction=a.hard_fraction, nuisance=a.nuisance,
+                            workers=a.threads * a.jobs)
+        if (root / "synthetic_config.json").exists():
+            stale = corpus_mismatch(root, synth)
+            if stale:
+                print(f"rdfer_table: {root} was written with {stale}; give these settings their own --out",
+                      file=sys.stderr)
+                return 2
+        else:
+            write_synthetic_dfew(root, synth)
         jobs += [(root, out, noise, model, mode, a) for model in a.models for mode in a.modes]
     if a.jobs > 1:  # one process per run, a.threads threads each (spawn: no forked torch state)
         import multiprocessing as mp
@@ -137,6 +158,7 @@ def _run_one(job) -> dict:
     import torch
 
     from dfer.config import RunConfig, from_dict
+    from dfer.errors import ConfigError
     from dfer.train import train
 
     torch.set_num_threads(a.threads)
@@ -145,9 +167,13 @@ def _run_one(job) -> dict:
     cfg = from_dict(RunConfig, run_config(root, out / "runs", name, net, mode, robust, a)).validate()
     t0 = time.perf_counter()
     run = out / "runs" / name
-    if not (a.skip_done and (run / "results.json").is_file()):
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the one JSON object
-            run = train(cfg, restart=True)
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the one JSON object
+        # --skip-done: train() returns a finished run of the same config, resumes an unfinished one and
+        # refuses one trained with other settings (config_hash); without it the run is trained afresh
+        try:
+            run = train(cfg, restart=not a.skip_done)
+        except ConfigError as e:
+            raise ConfigError(f"{e} (here: give these settings their own --out, or drop --skip-done)") from None
     res = json.loads((run / "results.json").read_text())
     with open(run / "metrics.csv", newline="") as f:
         train_s = sum(float(r["epoch_s"]) for r in csv.DictReader(f))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dfer.config import RunConfig, config_hash, dump_config, load_config
+from dfer.config import RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
 from dfer.errors import ConfigError
 from dfer.train import lr_at
 
@@ -127,3 +127,20 @@ def test_paper_recipe_matches_the_papers_hyperparameters(name):
         assert cfg.data.test_source.test_split == "val"
     if name.startswith("table6"):
         assert cfg.data.train_subset == name.split("_")[1].split(".")[0]
+
+
+def test_a_config_saved_before_a_setting_existed_hashes_like_the_same_config_today():
+    cfg = load_config(None, ["optim.lr=0.01", "robust.enabled=true", "robust.hard_weight=1"])
+    old = to_dict(cfg)
+    del old["robust"]["max_frames"], old["data"]["scales"]  # as if saved before these settings were added
+    assert config_hash(saved_config(old)) == config_hash(cfg)
+    # a changed value still changes the hash; a key dfer no longer knows does not read at all
+    changed = to_dict(cfg)
+    changed["optim"]["lr"] = 0.02
+    assert config_hash(saved_config(changed)) != config_hash(cfg)
+    renamed = to_dict(cfg)
+    renamed["robust"]["key_temp"] = renamed["robust"].pop("key_temperature")
+    assert saved_config(renamed) is None
+    bad = to_dict(cfg)
+    bad["optim"]["epochs"] = -3
+    assert saved_config(bad) is None

@@ -175,3 +175,23 @@ def test_summarise_reports_an_empty_cv_folder(tmp_path, capsys):
     (cv / "cv.json").write_text(json.dumps({"name": "x-cv", "folds": [1, 2], "config": {}}))
     assert main(["cv", "--summarise", "--cv-dir", str(cv)]) == 2
     assert "no finished fold yet (expected 1, 2)" in capsys.readouterr().err
+
+
+def test_a_cv_folder_written_before_a_setting_existed_is_still_the_same_protocol(tmp_path):
+    from dfer.config import load_config
+    from dfer.experiments import _write_manifest
+
+    cfg = load_config(None, tiny(tmp_path / "corpus"))
+    cv = tmp_path / "cv"
+    _write_manifest(cv, cfg, [1, 2, 3, 4, 5])
+    doc = json.loads((cv / "cv.json").read_text())
+    assert doc["config"]["data"]["source"]["fold"] == "cv"
+    # as a dfer without robust.max_frames wrote it: another hash, the same protocol
+    doc["protocol_hash"] = "0123456789abcdef"
+    del doc["config"]["robust"]["max_frames"]
+    (cv / "cv.json").write_text(json.dumps(doc))
+    _write_manifest(cv, cfg, [1, 2, 3, 4, 5])  # accepted
+    doc["config"]["optim"]["lr"] = 0.5  # another protocol: refused, as before
+    (cv / "cv.json").write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="different config"):
+        _write_manifest(cv, cfg, [1, 2, 3, 4, 5])

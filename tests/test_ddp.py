@@ -17,7 +17,8 @@ What 2 processes must reproduce of 1 process with the same global batch:
 
 This file is also the torchrun entry point of the BatchNorm-free run: ``python
 tests/test_ddp.py train ...`` registers the tiny model and calls ``dfer``'s CLI, so the
-model never enters the registry of the pytest process.
+model never enters the registry of the pytest process; with ``DFER_TEST_STOP_AFTER_EPOCH=N``
+every rank exits after epoch N (the interrupted run of the resume test).
 """
 
 from __future__ import annotations
@@ -162,7 +163,46 @@ def test_without_batchnorm_two_processes_train_like_one(synthetic_dfew, tmp_path
     assert (r1["uar"], r1["war"], r1["confusion_matrix"]) == (r2["uar"], r2["war"], r2["confusion_matrix"])
 
 
+@pytest.mark.slow
+def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_weights(synthetic_dfew, tmp_path):
+    """Both ranks stop after epoch 1 (as when a job's time runs out); rerunning the same
+    torchrun command resumes from rank 0's checkpoint and ends bit-identical to a 2-process
+    run that was never interrupted (same process count: the same computation)."""
+    ov = tiny_overrides(synthetic_dfew)
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    run(torchrun("-m", "dfer", "train", *ov, "--run-dir", full))
+    p = subprocess.run([str(c) for c in torchrun(__file__, "train", *ov, "--run-dir", cut)], cwd=ROOT,
+                       env=dict(env(), DFER_TEST_STOP_AFTER_EPOCH="1"), capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0 and not (cut / "results.json").exists()
+    assert json.loads((cut / "checkpoints" / "last.json").read_text())["epoch"] == 1
+    q = run(torchrun("-m", "dfer", "train", *ov, "--run-dir", cut))
+    assert "resuming after epoch 1" in q.stdout
+    wa, wb = weights(full), weights(cut)
+    assert wa.keys() == wb.keys() and len(wa) > 50
+    for k in wa:
+        assert np.array_equal(wa[k].numpy(), wb[k].numpy()), k
+    assert [r["epoch"] for r in csv.DictReader(open(cut / "metrics.csv"))] == ["1", "2"]
+    ra = json.loads((full / "results.json").read_text())
+    rb = json.loads((cut / "results.json").read_text())
+    assert (ra["uar"], ra["war"], ra["confusion_matrix"]) == (rb["uar"], rb["war"], rb["confusion_matrix"])
+
+
 # ---------------------------------------------------------------------- torchrun entry point
+
+
+def _stop_after_epoch(n: int) -> None:
+    """Make every rank exit (code 3) right after the end-of-epoch barrier of epoch ``n``."""
+    import dfer.train as train_mod
+
+    real, calls = train_mod._barrier, [0]
+
+    def barrier(info):
+        real(info)
+        calls[0] += 1
+        if calls[0] == n + 1:  # the first barrier follows the creation of the run directory
+            raise SystemExit(3)
+
+    train_mod._barrier = barrier
 
 
 def _register_tiny_model() -> None:
@@ -196,6 +236,8 @@ def _register_tiny_model() -> None:
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT / "src"))
     _register_tiny_model()
+    if os.environ.get("DFER_TEST_STOP_AFTER_EPOCH"):
+        _stop_after_epoch(int(os.environ["DFER_TEST_STOP_AFTER_EPOCH"]))
     from dfer.cli import main
 
     sys.exit(main(sys.argv[1:]))

@@ -60,6 +60,9 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(syntheti
     assert not (cut / "results.json").exists()
     meta = json.loads((cut / "checkpoints" / "last.json").read_text())
     assert meta["epoch"] == 1  # the checkpoint of the last finished epoch
+    from dfer.config import saved_config
+
+    assert saved_config(meta["config"]) == cfg  # the checkpoint records the config it was trained with
     train(cfg)
     a, b = model_tensors(full), model_tensors(cut)
     assert a.keys() == b.keys() and len(a) > 50
@@ -72,6 +75,38 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(syntheti
     before = (cut / "checkpoints" / "last.safetensors").stat().st_mtime_ns
     train(cfg)
     assert (cut / "checkpoints" / "last.safetensors").stat().st_mtime_ns == before
+
+
+def _finished_checkpoint(run: Path, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    (run / "checkpoints").mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(run / "checkpoints" / "last.safetensors"),
+              metadata={"dfer_state": json.dumps(dict(state, finished=True))})
+    (run / "results.json").write_text(json.dumps({"uar": 0.5, "war": 0.6}))
+
+
+def test_a_run_saved_before_a_setting_existed_is_still_recognised(tmp_path, capsys):
+    """Resume compares the checkpoint's own config, read with today's defaults, not only its hash."""
+    from dfer.config import config_hash, to_dict
+    from dfer.errors import ConfigError
+
+    cfg = tiny_config(tmp_path / "corpus", tmp_path, name="old")
+    saved = to_dict(cfg)
+    del saved["robust"]["max_frames"]  # written by a dfer without that setting: its hash was another
+    _finished_checkpoint(tmp_path / "old", {"epoch": 2, "config_hash": "0123456789abcdef", "config": saved})
+    assert train(cfg) == tmp_path / "old"
+    assert "already finished" in capsys.readouterr().out
+    # a checkpoint of another config (or one without its config) is refused as before
+    other = to_dict(cfg)
+    other["optim"]["lr"] = 0.5
+    _finished_checkpoint(tmp_path / "other", {"epoch": 2, "config_hash": "0123456789abcdef", "config": other})
+    with pytest.raises(ConfigError, match="different config"):
+        train(tiny_config(tmp_path / "corpus", tmp_path, name="other"))
+    _finished_checkpoint(tmp_path / "bare", {"epoch": 2, "config_hash": "0123456789abcdef"})
+    with pytest.raises(ConfigError, match="different config"):
+        train(tiny_config(tmp_path / "corpus", tmp_path, name="bare"))
+    assert config_hash(cfg) != "0123456789abcdef"
 
 
 @pytest.mark.slow

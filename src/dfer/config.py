@@ -296,6 +296,19 @@ def dump_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
 
 
+def saved_config(data: dict) -> RunConfig | None:
+    """A config saved as a dict by this or an earlier version of dfer, or None if it no longer reads.
+
+    Fields added since it was saved take their defaults (a new field's default keeps the old
+    behaviour), so comparing ``config_hash(saved_config(d))`` with a run's hash does not refuse
+    to resume a run only because dfer gained a setting; a field removed or renamed since does.
+    """
+    try:
+        return from_dict(RunConfig, data, where="saved config").validate()
+    except ConfigError:
+        return None
+
+
 def config_hash(cfg: RunConfig) -> str:
     """Stable hash of everything that affects training (to refuse resuming a changed run)."""
     import hashlib

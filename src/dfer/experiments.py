@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.config import RunConfig, config_hash, load_config, to_dict
+from dfer.config import RunConfig, config_hash, load_config, saved_config, to_dict
 from dfer.errors import ConfigError, DataError
 
 MANIFEST = "cv.json"
@@ -145,6 +145,19 @@ def _protocol_hash(cfg: RunConfig) -> str:
     return config_hash(c)
 
 
+def _saved_protocol_hash(base) -> str | None:
+    """The protocol hash of a manifest's recipe as this version of dfer reads it (settings
+    added since it was written take their defaults); None if it no longer reads."""
+    if not isinstance(base, dict):
+        return None
+    base = copy.deepcopy(base)
+    src = base.get("data", {}).get("source", {})
+    if src.get("fold") == "cv":
+        src["fold"] = 1  # any fold: the protocol hash ignores which
+    c = saved_config(base)
+    return None if c is None else _protocol_hash(c)
+
+
 def _is_main() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -197,7 +210,7 @@ def _write_manifest(cv_dir: Path, cfg: RunConfig, expected: list[int] | None) ->
     h = _protocol_hash(cfg)
     if path.is_file():
         old = json.loads(path.read_text())
-        if old.get("protocol_hash") != h:
+        if old.get("protocol_hash") != h and _saved_protocol_hash(old.get("config")) != h:
             raise ConfigError(f"{cv_dir} holds a cross-validation of a different config (protocol hash "
                               f"{old.get('protocol_hash')}, this config {h}); use another --out or name=")
         return

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dfer.config import RunConfig, config_hash, dump_config, load_config, to_dict
+from dfer.config import RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
 from dfer.data.table import ClipTable
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
@@ -407,7 +407,8 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
 
         with safe_open(str(last_path), framework="pt", device="cpu") as f:
             resume_meta = json.loads(f.metadata()["dfer_state"])
-        if resume_meta.get("config_hash") != chash:
+        saved = saved_config(resume_meta["config"]) if isinstance(resume_meta.get("config"), dict) else None
+        if resume_meta.get("config_hash") != chash and (saved is None or config_hash(saved) != chash):
             raise ConfigError(f"{run_dir} holds a run with a different config; use another name, or --restart "
                               f"to overwrite it")
         if resume_meta.get("finished") and (run_dir / "results.json").exists():
@@ -585,7 +586,7 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
                     robust.on_epoch_end(epoch, run_dir)
                 save_checkpoint(last_path, model, optimizer, scaler, mixer,
                                 {"epoch": epoch + 1, "step": step, "config_hash": chash, "best": best,
-                                 "finished": False}, robust=robust)
+                                 "finished": False, "config": to_dict(cfg)}, robust=robust)
                 if not (cfg.progress and sys.stderr.isatty()):
                     val = f" val UAR {row['val_uar']:.3f}" if row["val_uar"] != "" else ""
                     print(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row['train_loss']:.4f} "

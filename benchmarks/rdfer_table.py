@@ -68,11 +68,15 @@ def run_config(root: Path, out: Path, name: str, model: str, mode: str, robust: 
 
 def corpus_mismatch(root: Path, synth) -> str:
     """The settings in which the corpus under ``root`` differs from ``synth`` ("" when it matches)."""
-    saved = json.loads((root / "synthetic_config.json").read_text())
+    from dfer.data.corpora.synthetic import CONFIG_FILE, GENERATOR
+
+    saved = json.loads((root / CONFIG_FILE).read_text())
     # a field missing from an older corpus's file had its default then (nuisance 1: byte-identical)
     default = dataclasses.asdict(type(synth)())
     diff = [f"{k}={saved.get(k, default[k])!r} (asked: {v!r})" for k, v in dataclasses.asdict(synth).items()
             if k != "workers" and saved.get(k, default[k]) != v]  # workers changes the speed only
+    if saved.get("generator", 1) != GENERATOR:
+        diff.append(f"generator={saved.get('generator', 1)} (this dfer: {GENERATOR})")
     return ", ".join(diff)
 
 

@@ -46,10 +46,10 @@ def _saved_corpus(root: Path, **fields) -> None:
     import dataclasses
     import json
 
-    from dfer.data.corpora.synthetic import SynthConfig
+    from dfer.data.corpora.synthetic import GENERATOR, SynthConfig
 
     root.mkdir(parents=True)
-    d = dataclasses.asdict(SynthConfig(**fields))
+    d = {**dataclasses.asdict(SynthConfig(**fields)), "generator": GENERATOR}
     (root / "synthetic_config.json").write_text(json.dumps(d))
 
 
@@ -83,6 +83,10 @@ def test_an_older_corpus_file_without_a_field_reads_as_its_default(bench, tmp_pa
     (root / "synthetic_config.json").write_text(json.dumps(d))
     assert bench.corpus_mismatch(root, SynthConfig(seed=3)) == ""
     assert "nuisance=1.0 (asked: 0.0)" in bench.corpus_mismatch(root, SynthConfig(seed=3, nuisance=0.0))
+    # a corpus drawn by an older generator (no "generator" key: 1) is not the corpus asked for
+    del d["generator"]
+    (root / "synthetic_config.json").write_text(json.dumps(d))
+    assert bench.corpus_mismatch(root, SynthConfig(seed=3)).startswith("generator=1 (this dfer: ")
 
 
 def _finished_run(bench, tmp_path, a, chash: str | None = None) -> Path:

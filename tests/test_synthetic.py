@@ -149,6 +149,11 @@ def test_label_noise_is_exact_recorded_and_written_consistently(many):
     assert corrupt.sum() == round(0.2 * labelled.sum())
     assert not corrupt[~labelled].any()
     assert (truth["given_label"][corrupt] != truth["vote_label"][corrupt]).all()
+    # wrong in every sense: the clip shows none of the corrupted labels' classes
+    shown = truth["mixture"][np.flatnonzero(corrupt), truth["given_label"][corrupt]]
+    assert (shown == 0).all() and (truth["given_label"][corrupt] != truth["true_label"][corrupt]).all()
+    # ... and they are spread over the classes, not one stand-in class
+    assert len(np.unique(truth["given_label"][corrupt])) >= 5
     assert (truth["given_label"][~corrupt] == truth["vote_label"][~corrupt]).all()
     t = load_dfew(many)  # CSV and sheet labels agree, so the adapter accepts the noisy labels
     given = dict(zip(truth["video_name"].tolist(), truth["given_label"].tolist()))

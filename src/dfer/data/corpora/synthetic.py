@@ -39,8 +39,9 @@ How a clip is made
   sheet and are in no split, as in DFEW.
 * ``hard_fraction`` of the clips are made deliberately ambiguous (low intensity or a
   near-equal two-class mixture); ``label_noise`` of the single-labelled clips get a wrong
-  hard label (in the CSVs and the sheet's ``label`` column alike, votes untouched). Both
-  are recorded per clip in ``synthetic_truth.csv``.
+  hard label (in the CSVs and the sheet's ``label`` column alike, votes untouched): a class
+  that is neither the majority vote nor one the clip shows (its principal or secondary
+  expression). Both are recorded per clip in ``synthetic_truth.csv``.
 
 Randomness: every clip draws from its own generator seeded by ``(seed, clip index)``, so
 the corpus is byte-identical for one seed whatever ``workers`` is.
@@ -78,6 +79,10 @@ FRAMES_DIR = "Clip/clip_224x224"
 ANNOTATION = "Annotation/annotation.xlsx"
 TRUTH_FILE = "synthetic_truth.csv"
 CONFIG_FILE = "synthetic_config.json"
+#: written to CONFIG_FILE as ``generator``: raised whenever the same SynthConfig draws another
+#: corpus (2: corrupted labels never name an expression the clip shows; a file without the
+#: key is from generator 1)
+GENERATOR = 2
 
 #: Class prior of the principal emotion, shaped like DFEW's Fig. 4 (happy 21 %, sad 16 %,
 #: neutral 23 %, angry 19 %, surprise 13 %, disgust 1.2 %, fear 8 % of its single-labelled
@@ -141,7 +146,8 @@ class SynthConfig:
         num_annotators: votes per clip (DFEW: 10).
         num_folds: test sets that partition the single-labelled clips (DFEW: 5).
         label_noise: fraction of single-labelled clips whose hard label is replaced by a
-            wrong class (votes untouched); recorded in the truth file.
+            wrong class, neither the majority vote nor an expression the clip shows (votes
+            untouched); recorded in the truth file.
         hard_fraction: fraction of clips made deliberately ambiguous (low intensity or a
             near-equal two-class mixture); recorded in the truth file.
         nuisance: strength of everything that is not expression, in [0, 1]: head pose and
@@ -397,14 +403,16 @@ def write_synthetic_dfew(root: str | os.PathLike, cfg: SynthConfig | None = None
     single = (votes == top).sum(axis=1) == 1
     vote_label = np.where(single, votes.argmax(axis=1), -1)  # 0-based, -1 = tie
 
-    # label noise: a wrong hard label for an exact fraction of the single-labelled clips
+    # label noise: a wrong hard label for an exact fraction of the single-labelled clips,
+    # wrong in every sense: neither the annotators' choice nor a class the clip shows (its
+    # principal or secondary expression), so that no corrupted label names what is on screen
     given = vote_label.copy()
     labelled = np.flatnonzero(single)
     corrupt = np.zeros(n, bool)
     k = int(round(cfg.label_noise * len(labelled)))
     for i in corpus_rng.permutation(labelled)[:k]:
-        wrong = [c for c in range(7) if c != vote_label[i]]
-        given[i] = wrong[int(corpus_rng.integers(6))]
+        wrong = [c for c in range(7) if c != vote_label[i] and specs[i].mixture[c] <= 0]
+        given[i] = wrong[int(corpus_rng.integers(len(wrong)))]
         corrupt[i] = True
 
     # folds stratified by given label: shuffle within a class, deal round-robin
@@ -440,7 +448,7 @@ def write_synthetic_dfew(root: str | os.PathLike, cfg: SynthConfig | None = None
     _write_annotation(root / ANNOTATION, votes, given, ids)
     _write_truth(root / TRUTH_FILE, specs, ids, vote_label, given, corrupt)
     with open(root / CONFIG_FILE, "w", encoding="utf-8") as f:
-        json.dump(dataclasses.asdict(cfg), f, indent=2, sort_keys=True)
+        json.dump({**dataclasses.asdict(cfg), "generator": GENERATOR}, f, indent=2, sort_keys=True)
         f.write("\n")
     return root
 

@@ -108,7 +108,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once, one process each")
     p.add_argument("--skip-done", action="store_true",
                    help="read the results of runs that already finished under --out and resume unfinished ones, "
-                        "instead of training them again (a run made with other settings is an error)")
+                        "instead of training them again (a run made with other settings is an error; one whose "
+                        "checkpoints were deleted is trained again)")
     p.add_argument("--seed", type=int, default=1)  # thresholds were chosen on seed 0
     a = p.parse_args(argv)
     bad = [item for item in a.robust if "=" not in item]

@@ -140,7 +140,9 @@ def test_a_config_saved_before_a_setting_existed_hashes_like_the_same_config_tod
     assert config_hash(saved_config(changed)) != config_hash(cfg)
     renamed = to_dict(cfg)
     renamed["robust"]["key_temp"] = renamed["robust"].pop("key_temperature")
-    assert saved_config(renamed) is None
+    with pytest.raises(ConfigError, match="key_temp"):
+        saved_config(renamed)
     bad = to_dict(cfg)
     bad["optim"]["epochs"] = -3
-    assert saved_config(bad) is None
+    with pytest.raises(ConfigError, match="epochs"):
+        saved_config(bad)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,8 @@ def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_weights(syn
     run(torchrun("-m", "dfer", "train", *ov, "--run-dir", full))
     p = subprocess.run([str(c) for c in torchrun(__file__, "train", *ov, "--run-dir", cut)], cwd=ROOT,
                        env=dict(env(), DFER_TEST_STOP_AFTER_EPOCH="1"), capture_output=True, text=True, timeout=300)
-    assert p.returncode != 0 and not (cut / "results.json").exists()
+    assert p.returncode != 0 and re.search(r"exitcode\s*:\s*3", p.stderr), p.stderr[-2000:]  # the planned stop
+    assert not (cut / "results.json").exists()
     assert json.loads((cut / "checkpoints" / "last.json").read_text())["epoch"] == 1
     q = run(torchrun("-m", "dfer", "train", *ov, "--run-dir", cut))
     assert "resuming after epoch 1" in q.stdout

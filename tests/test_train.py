@@ -106,6 +106,12 @@ def test_a_run_saved_before_a_setting_existed_is_still_recognised(tmp_path, caps
     _finished_checkpoint(tmp_path / "bare", {"epoch": 2, "config_hash": "0123456789abcdef"})
     with pytest.raises(ConfigError, match="different config"):
         train(tiny_config(tmp_path / "corpus", tmp_path, name="bare"))
+    # a setting renamed since: refused, and the message says which
+    renamed = to_dict(cfg)
+    renamed["optim"]["learning_rate"] = renamed["optim"].pop("lr")
+    _finished_checkpoint(tmp_path / "renamed", {"epoch": 2, "config_hash": "0123456789abcdef", "config": renamed})
+    with pytest.raises(ConfigError, match="no longer reads.*learning_rate"):
+        train(tiny_config(tmp_path / "corpus", tmp_path, name="renamed"))
     assert config_hash(cfg) != "0123456789abcdef"
 
 

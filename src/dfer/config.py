@@ -296,17 +296,16 @@ def dump_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
 
 
-def saved_config(data: dict) -> RunConfig | None:
-    """A config saved as a dict by this or an earlier version of dfer, or None if it no longer reads.
+def saved_config(data: dict) -> RunConfig:
+    """A config saved as a dict (a checkpoint's, a cv manifest's) by this or an earlier dfer.
 
-    Fields added since it was saved take their defaults (a new field's default keeps the old
-    behaviour), so comparing ``config_hash(saved_config(d))`` with a run's hash does not refuse
-    to resume a run only because dfer gained a setting; a field removed or renamed since does.
+    Fields added since it was saved take their defaults, so comparing
+    ``config_hash(saved_config(d))`` with a run's hash does not refuse to resume a run only
+    because dfer gained a setting. That rests on a rule for every new field: **its default
+    keeps the behaviour dfer had before the field existed.** A field removed or renamed
+    since, or a value no longer valid, raises :class:`ConfigError` naming it.
     """
-    try:
-        return from_dict(RunConfig, data, where="saved config").validate()
-    except ConfigError:
-        return None
+    return from_dict(RunConfig, data, where="saved config").validate()
 
 
 def config_hash(cfg: RunConfig) -> str:

@@ -154,8 +154,10 @@ def _saved_protocol_hash(base) -> str | None:
     src = base.get("data", {}).get("source", {})
     if src.get("fold") == "cv":
         src["fold"] = 1  # any fold: the protocol hash ignores which
-    c = saved_config(base)
-    return None if c is None else _protocol_hash(c)
+    try:
+        return _protocol_hash(saved_config(base))
+    except ConfigError:  # a setting renamed or removed since: another protocol
+        return None
 
 
 def _is_main() -> bool:

@@ -407,10 +407,17 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
 
         with safe_open(str(last_path), framework="pt", device="cpu") as f:
             resume_meta = json.loads(f.metadata()["dfer_state"])
-        saved = saved_config(resume_meta["config"]) if isinstance(resume_meta.get("config"), dict) else None
-        if resume_meta.get("config_hash") != chash and (saved is None or config_hash(saved) != chash):
-            raise ConfigError(f"{run_dir} holds a run with a different config; use another name, or --restart "
-                              f"to overwrite it")
+        if resume_meta.get("config_hash") != chash:
+            # checkpoints record their config: one saved before a setting was added still matches
+            same, why = False, ""
+            if isinstance(resume_meta.get("config"), dict):
+                try:
+                    same = config_hash(saved_config(resume_meta["config"])) == chash
+                except ConfigError as e:
+                    why = f" (its saved config no longer reads: {e})"
+            if not same:
+                raise ConfigError(f"{run_dir} holds a run with a different config{why}; use another name, or "
+                                  f"--restart to overwrite it")
         if resume_meta.get("finished") and (run_dir / "results.json").exists():
             if info.is_main:
                 print(f"{run_dir}: already finished; nothing to do")

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import csv
+import dataclasses
 import json
 import sys
 import time
@@ -121,7 +121,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     a = parse_args(argv)
 
-    from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
+    from dfer.data.corpora.synthetic import CONFIG_FILE, SynthConfig, write_synthetic_dfew
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         synth = SynthConfig(num_clips=a.clips, num_frames=a.video_frames, size=a.size, seed=a.seed,
                             label_noise=noise, hard_fraction=a.hard_fraction, nuisance=a.nuisance,
                             workers=a.threads * a.jobs)
-        if (root / "synthetic_config.json").exists():
+        if (root / CONFIG_FILE).exists():
             stale = corpus_mismatch(root, synth)
             if stale:
                 print(f"rdfer_table: {root} was written with {stale}; give these settings their own --out",

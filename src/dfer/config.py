@@ -43,6 +43,9 @@ class SourceConfig:
     fold: int | None = 1
     train_split: str = "train"
     test_split: str = "test"
+    #: an adapter's fixed split to validate and select on (FER+ Valid), instead of a
+    #: fraction held out from the training clips
+    val_split: str | None = None
 
 
 @dataclass
@@ -53,8 +56,15 @@ class DataConfig:
     classes: str = "basic7"
     num_frames: int = 8
     size: int = 224
+    #: training crop: scale (TSN multi-scale crop of ``scales``, for video frames) | pad
+    #: (random translation by ``pad`` pixels at the frame's own scale, for small still faces)
+    crop: str = "scale"
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    pad: int = 4
     flip: bool = True
+    #: hard label of a clip whose top votes tie: drop | first (in class order) | random
+    #: (seeded); unset, a corpus with ties stops before anything is built
+    ties: str | None = None
     num_workers: int = 2
     #: fraction of the training clips held out (stratified) for model selection; the
     #: test fold is never used to choose anything.
@@ -79,6 +89,7 @@ class OptimConfig:
     name: str = "sgd"
     lr: float = 0.02
     momentum: float = 0.9
+    nesterov: bool = False
     #: the paper does not state weight decay; 5e-4 is the TSM code base's default.
     weight_decay: float = 5e-4
     epochs: int = 450
@@ -137,8 +148,17 @@ class RunConfig:
             raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}")
         if self.eval.select not in ("last", "best_val"):
             raise ConfigError(f"eval.select must be 'last' or 'best_val', got {self.eval.select!r}")
-        if self.eval.select == "best_val" and self.data.val_fraction <= 0:
-            raise ConfigError("eval.select=best_val needs data.val_fraction > 0: the test fold never selects a model")
+        if self.eval.select == "best_val" and self.data.val_fraction <= 0 and not self.data.source.val_split:
+            raise ConfigError("eval.select=best_val needs data.val_fraction > 0 or data.source.val_split: the test "
+                              "fold never selects a model")
+        if self.data.val_fraction > 0 and self.data.source.val_split:
+            raise ConfigError("set data.val_fraction or data.source.val_split, not both")
+        if self.data.crop not in ("scale", "pad"):
+            raise ConfigError(f"data.crop must be scale or pad, got {self.data.crop!r}")
+        if self.data.pad < 0:
+            raise ConfigError(f"data.pad must be >= 0, got {self.data.pad}")
+        if self.data.ties not in (None, "drop", "first", "random"):
+            raise ConfigError(f"data.ties must be drop, first or random (or unset), got {self.data.ties!r}")
         if self.data.on_bad_clip not in ("error", "skip"):
             raise ConfigError(f"data.on_bad_clip must be 'error' or 'skip', got {self.data.on_bad_clip!r}")
         if self.data.train_subset not in ("all", "clear", "mixed"):

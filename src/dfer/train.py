@@ -214,6 +214,16 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
             test = other.fold_split(ts.fold)[1]
         else:
             test = other if ts.test_split == "all" else other.split_part(ts.test_split)
+    val = None
+    if src.val_split:
+        val = table.split_part(src.val_split)
+        if len(val) == 0:
+            raise DataError(f"{src.root}: no clips in the validation split {src.val_split!r}")
+    # every hard label is decided here, before a model or a loader exists (data.ties)
+    train, test = (t.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} ({part} clips)")
+                   for t, part in ((train, "training"), (test, "test")))
+    if val is not None:
+        val = val.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} (validation clips)")
     if len(train) == 0:
         raise DataError(f"{src.root}: no training clips for fold={src.fold} split={src.train_split!r}")
     if len(test) == 0:
@@ -225,9 +235,9 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
         cache = (run_dir / "cache") if run_dir is not None else None
         train, reports["train"] = check_table(train, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
         test, reports["test"] = check_table(test, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
-    train = train.with_columns(label=train.hard_labels().astype(np.int16))
+        if val is not None:
+            val, reports["val"] = check_table(val, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
     train = ambiguity_subset(train, cfg.data.train_subset, cfg.seed)
-    val = None
     if cfg.data.val_fraction > 0:
         mask = stratified_holdout(train.label, cfg.data.val_fraction, cfg.seed,
                                   train.group if (train.group != "").all() else None)
@@ -249,7 +259,8 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
         sampler = MultiClipSampler(d.num_frames, num_clips)
     else:
         sampler = SegmentSampler(d.num_frames, mode="test")
-    transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip)
+    transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
+                                 pad=d.pad)
     # clips that fail the disk check are dropped (and listed) before this point; a clip that
     # still fails to decode mid-run stops the run unless the user asked to skip bad clips
     return ClipDataset(table, sampler, transform, seed=cfg.seed,
@@ -466,7 +477,8 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
     if cfg.optim.name == "adamw":
         optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr)
     else:
-        optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+        optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                    nesterov=cfg.optim.nesterov)
     use_amp = cfg.optim.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)

@@ -24,6 +24,7 @@ adapters that know the number of annotators check it and report rows that differ
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -210,6 +211,49 @@ class ClipTable:
             tie = (v == top).sum(axis=1) > 1
             lab[np.flatnonzero(need)] = np.where(tie, -1, v.argmax(axis=1))
         return lab
+
+    def resolve_labels(self, ties: str | None, seed: int = 0, where: str = "") -> "ClipTable":
+        """This table with every clip's hard label decided, or an error that says how.
+
+        A clip with a given label keeps it; otherwise its label is the class with the most
+        votes. Where the top votes tie, ``ties`` decides: ``"drop"`` leaves the clip out,
+        ``"first"`` takes the first tied class in class order, ``"random"`` a tied class
+        drawn with ``seed`` (the same clip gets the same draw in any subset of the table).
+
+        Raises:
+            DataError: ``ties`` is None and some clip ties, or a clip has neither votes nor
+                a label; the message gives the count, an example clip and the setting.
+        """
+        at = where or self.name
+        none = (self.label < 0) & ~self.has_votes
+        if none.any():
+            raise DataError(f"{at}: {int(none.sum())} clip(s) have neither a label nor votes (e.g. "
+                            f"{_ids(self.clip_id[none][:3])}); leave them out of the corpus or give them a label")
+        lab = self.label.astype(np.int64)
+        need = lab < 0
+        v = self.votes[need]
+        top = v == v.max(axis=1, keepdims=True)
+        tied = top.sum(axis=1) > 1
+        if tied.any() and ties is None:
+            raise DataError(f"{at}: {int(tied.sum())} clip(s) have a tie for the most votes (e.g. "
+                            f"{_ids(self.clip_id[need][tied][:3])}); set data.ties=drop, first or random to "
+                            f"decide their hard label")
+        if ties not in (None, "drop", "first", "random"):
+            raise DataError(f"data.ties must be drop, first or random, got {ties!r}")
+        pick = v.argmax(axis=1)
+        if ties == "random" and tied.any():
+            ids = self.clip_id[need][tied]
+            for k, (cid, row) in enumerate(zip(ids, top[tied])):
+                draw = int.from_bytes(hashlib.sha256(f"{seed}:{cid}".encode()).digest()[:8], "little")
+                options = np.flatnonzero(row)
+                pick[np.flatnonzero(tied)[k]] = options[draw % len(options)]
+        lab[np.flatnonzero(need)] = pick
+        out = self.with_columns(label=lab.astype(np.int16))
+        if ties == "drop" and tied.any():
+            keep = np.ones(len(self), bool)
+            keep[np.flatnonzero(need)[tied]] = False
+            out = out.take(keep)
+        return out
 
     def take(self, index) -> "ClipTable":
         """Rows ``index`` (bool mask or integer indices) as a new table."""

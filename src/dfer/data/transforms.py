@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as F
 from dfer.errors import ConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "as_clip_tensor", "RandomScaleCrop", "RandomHorizontalFlip",
-           "Resize", "CenterCrop", "ToClipTensor", "Normalize", "Compose", "build_transforms"]
+           "RandomPadCrop", "Resize", "CenterCrop", "ToClipTensor", "Normalize", "Compose", "build_transforms"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -97,6 +97,35 @@ class RandomScaleCrop:
 
     def __repr__(self) -> str:
         return f"RandomScaleCrop(size={self.size}, scales={self.scales}, max_distort={self.max_distort})"
+
+
+class RandomPadCrop:
+    """Pad every frame by ``pad`` pixels of zeros, take a random crop of the frame's own size
+    at the same place in every frame, and resize it to ``size`` x ``size``.
+
+    A translation of up to ``pad`` pixels that keeps the scale and the aspect: the classic
+    augmentation of small still images (CIFAR, FER2013), where the TSN multi-scale crop of
+    :class:`RandomScaleCrop` zooms a 48-px face by up to 1.5x and distorts it.
+    """
+
+    def __init__(self, size: int, pad: int = 4):
+        if int(pad) < 0:
+            raise ConfigError(f"pad must be >= 0, got {pad}")
+        self.size, self.pad = int(size), int(pad)
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        h, w = clip.shape[-2:]
+        top, left = _randint(2 * self.pad + 1, generator), _randint(2 * self.pad + 1, generator)
+        if self.pad:
+            clip = F.pad(clip, [self.pad] * 4, fill=0)
+        clip = clip[..., top:top + h, left:left + w]
+        if (h, w) != (self.size, self.size):
+            clip = F.resize(clip, [self.size, self.size], antialias=True)
+        return clip
+
+    def __repr__(self) -> str:
+        return f"RandomPadCrop(size={self.size}, pad={self.pad})"
 
 
 class RandomHorizontalFlip:
@@ -214,17 +243,25 @@ class Compose:
 
 
 def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN_SCALES, flip: bool = True,
-                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> Compose:
+                     mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                     crop: str = "scale", pad: int = 4) -> Compose:
     """The MIDAS input pipeline, uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
 
-    Train: random scale crop (``scales`` of the short side) -> ``size`` x ``size``, random
-    horizontal flip (``flip``), to [0, 1], normalise. Test: short side to ``size``, centre
+    Train: random scale crop (``crop="scale"``: ``scales`` of the short side) or random
+    translation (``crop="pad"``: :class:`RandomPadCrop` by ``pad`` pixels, for still faces)
+    -> ``size`` x ``size``, random horizontal flip (``flip``), to [0, 1], normalise.
+    Test: short side to ``size``, centre
     crop ``size`` x ``size`` (the whole face, as the scale-1 training crop), to [0, 1],
     normalise.
     """
     if int(size) < 1:
         raise ConfigError(f"size must be >= 1, got {size}")
-    if train:
+    if crop not in ("scale", "pad"):
+        raise ConfigError(f"crop must be 'scale' or 'pad', got {crop!r}")
+    if train and crop == "pad":
+        ops = [RandomPadCrop(size, pad)] + ([RandomHorizontalFlip()] if flip else [])
+        hint = int(size)
+    elif train:
         ops = [RandomScaleCrop(size, scales)] + ([RandomHorizontalFlip()] if flip else [])
         # the smallest crop (min scale x short side) is resized up to `size`; decoding
         # below size / min_scale would throw away pixels the crop needs

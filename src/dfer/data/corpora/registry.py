@@ -14,6 +14,8 @@ mafw       :func:`dfer.data.corpora.mafw.load_mafw`            the MAFW folder
 listfile   :func:`dfer.data.corpora.listfile.load_listfile`    the list file (``root=`` option
                                                                re-roots its paths)
 manifest   :func:`dfer.data.corpora.manifest.load_manifest`    the CSV / JSON-lines manifest
+ferplus    :func:`dfer.data.corpora.ferplus.load_ferplus`      FER+'s folders, or the folder of
+                                                               fer2013.csv + fer2013new.csv
 synthetic  write_synthetic_dfew (if absent) + load_dfew        the synthetic corpus folder
 =========  ==================================================  ==============================
 """
@@ -39,6 +41,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "mafw": ("dfer.data.corpora.mafw", "load_mafw"),
     "listfile": ("dfer.data.corpora.listfile", "load_listfile"),
     "manifest": ("dfer.data.corpora.manifest", "load_manifest"),
+    "ferplus": ("dfer.data.corpora.ferplus", "load_ferplus"),
     "synthetic": ("dfer.data.corpora.dfew", "load_dfew"),
 }
 KINDS = tuple(ADAPTERS)
@@ -72,7 +75,8 @@ def detect_kind(path: str | os.PathLike) -> str:
     A ``.csv``/``.tsv``/``.jsonl`` file is a manifest, a ``.txt`` file a list file; a folder
     is recognised by its corpus's own sub-folders (DFEW's ``EmoLabel_DataSplit``, FERV39K's
     ``4_setups``/``2_ClipsforFaceCrop``/``0_7_LabelClips``, AFEW's ``Train_AFEW``/``Val_AFEW``,
-    MAFW's ``Labels/single_label.txt``; a synthetic corpus has ``synthetic_config.json``).
+    MAFW's ``Labels/single_label.txt``, FER+'s ``FER2013Train/label.csv`` or
+    ``fer2013.csv`` + ``fer2013new.csv``; a synthetic corpus has ``synthetic_config.json``).
     """
     p = Path(path)
     if p.is_file():
@@ -95,7 +99,10 @@ def detect_kind(path: str | os.PathLike) -> str:
         return "afew"
     if (p / "Labels" / "single_label.txt").exists():
         return "mafw"
-    raise DataError(f"{p}: not a DFEW, FERV39K, AFEW, MAFW or synthetic folder; pass the kind explicitly "
+    if any((p / d / "label.csv").is_file() for d in ("FER2013Train", "FER2013Valid", "FER2013Test")) or (
+            (p / "fer2013.csv").is_file() and (p / "fer2013new.csv").is_file()):
+        return "ferplus"
+    raise DataError(f"{p}: not a DFEW, FERV39K, AFEW, MAFW, FER+ or synthetic folder; pass the kind explicitly "
                     f"(one of {', '.join(KINDS)}) or use a manifest")
 
 

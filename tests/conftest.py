@@ -1,8 +1,11 @@
 """Shared test fixtures.
 
-``FIXTURES`` is the real-world data beside the project (../shared/fixtures); tests read it
-in place and never copy it. ``synthetic_dfew`` is one small synthetic corpus in DFEW's
-on-disk layout, written once per test session.
+``videos_dir`` is the folder of real face videos kept in the repository (tests/data/videos,
+copied from ../shared/fixtures/videos with their licence), so the video tests run in a
+clone with nothing beside it. ``FIXTURES`` is the rest of the real-world data beside the
+project (../shared/fixtures: the community list files); tests that need it read it in place
+and skip without it. ``synthetic_dfew`` is one small synthetic corpus in DFEW's on-disk
+layout, written once per test session.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
+DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +24,12 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"shared fixtures not found at {FIXTURES}")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def videos_dir() -> Path:
+    """tests/data/videos: single_face.mp4, no_face.mp4, face_noface.mov (MIT, LICENSE-videos)."""
+    return DATA / "videos"
 
 
 @pytest.fixture(scope="session")

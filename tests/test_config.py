@@ -38,14 +38,39 @@ def test_overrides_go_through_the_same_typed_path(tmp_path):
     ("optim.lr=abc", r"config\.optim\.lr: expected a number, got 'abc'"),
     ("optim.epochs=2.5", r"expected an integer"),
     ("label_mode=fuzzy", r"label_mode 'fuzzy' is not one of"),
-    ("eval.select=best_val", r"needs data.val_fraction > 0: the test fold never selects a model"),
+    ("eval.select=best_val", r"needs data.val_fraction > 0 or data.source.val_split: the test fold never selects"),
     ("data.on_bad_clip=ignore", r"on_bad_clip must be 'error' or 'skip'"),
     ("mixing.alpha=0", r"mixing.alpha must be > 0"),
     ("optimlr", r"not of the form key.sub=value"),
+    ("data.crop=zoom", r"data\.crop must be scale or pad, got 'zoom'"),
+    ("data.pad=-1", r"data\.pad must be >= 0, got -1"),
+    ("data.pad=2.5", r"config\.data\.pad: expected an integer"),
+    ("data.ties=majority", r"data\.ties must be drop, first or random \(or unset\), got 'majority'"),
+    ("data.ties=true", r"data\.ties"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, [override])
+
+
+def test_validation_split_comes_from_the_adapter_or_a_fraction_not_both():
+    cfg = load_config(None, ["data.source.val_split=val", "eval.select=best_val"])  # FER+ Valid selects
+    assert cfg.data.source.val_split == "val" and cfg.eval.select == "best_val"
+    assert load_config(None, ["data.val_fraction=0.1", "eval.select=best_val"]).data.source.val_split is None
+    with pytest.raises(ConfigError, match=r"set data\.val_fraction or data\.source\.val_split, not both"):
+        load_config(None, ["data.source.val_split=val", "data.val_fraction=0.1"])
+    with pytest.raises(ConfigError, match=r"needs data\.val_fraction > 0 or data\.source\.val_split"):
+        load_config(None, ["eval.select=best_val"])
+
+
+def test_still_face_settings_and_their_defaults():
+    cfg = RunConfig()
+    assert (cfg.data.crop, cfg.data.pad, cfg.data.ties, cfg.optim.nesterov) == ("scale", 4, None, False)
+    cfg = load_config(None, ["data.crop=pad", "data.pad=0", "data.ties=random", "optim.nesterov=true"])
+    assert (cfg.data.crop, cfg.data.pad, cfg.data.ties, cfg.optim.nesterov) == ("pad", 0, "random", True)
+    recipe = load_config(ROOT / "configs" / "ferplus" / "still_face.yaml")
+    assert (recipe.data.crop, recipe.data.ties, recipe.data.source.val_split) == ("pad", "first", "val")
+    assert load_config(None, ["data.ties=first", "data.ties=null"]).data.ties is None  # unset again
 
 
 def test_bad_yaml_names_the_file(tmp_path):

@@ -163,8 +163,8 @@ def test_video_errors(tmp_path):
         probe_num_frames(bad)
 
 
-def test_real_fixture_videos(fixtures_dir):
-    single = fixtures_dir / "videos" / "single_face.mp4"
+def test_real_fixture_videos(videos_dir):
+    single = videos_dir / "single_face.mp4"
     assert probe_num_frames(single) == 72
     frames = read_frames(single, ClipKind.VIDEO, [0, 35, 71])
     assert frames.shape == (3, 360, 640, 3) and frames.dtype == np.uint8
@@ -176,7 +176,7 @@ def test_real_fixture_videos(fixtures_dir):
     # reduced-size decode keeps the short side >= the hint
     assert read_video_frames(single, [5], size_hint=150).shape == (1, 180, 320, 3)
 
-    hevc = fixtures_dir / "videos" / "face_noface.mov"
+    hevc = videos_dir / "face_noface.mov"
     n = probe_num_frames(hevc)
     assert n == 169
     late = read_frames(hevc, ClipKind.VIDEO, [n - 1, 120])

@@ -1,6 +1,6 @@
 """``dfer preprocess``: layout, manifest, report, failures, resumability (dfer.preprocess.pipeline).
 
-End-to-end runs use the real videos in ../shared/fixtures/videos at a reduced detection
+End-to-end runs use the real videos in tests/data/videos at a reduced detection
 setting (--detect-every 3) to keep the file fast; the kill -9 tests run the CLI as a
 subprocess and compare the output tree byte for byte with an uninterrupted run.
 """
@@ -33,10 +33,10 @@ def _tree(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def batch_src(tmp_path_factory, fixtures_dir) -> Path:
+def batch_src(tmp_path_factory, videos_dir) -> Path:
     """SRC/Happy/face.mp4, SRC/other/no_face.mp4, SRC/other/broken.mp4 (truncated header)."""
     src = tmp_path_factory.mktemp("batch") / "src"
-    videos = fixtures_dir / "videos"
+    videos = videos_dir
     (src / "Happy").mkdir(parents=True)
     (src / "other").mkdir()
     shutil.copy(videos / "single_face.mp4", src / "Happy" / "face.mp4")
@@ -142,12 +142,12 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, batch_src, tmp_path, 
 
 # ---------------------------------------------------------------------------- kill -9
 @pytest.fixture(scope="module")
-def kill_src(tmp_path_factory, fixtures_dir) -> Path:
+def kill_src(tmp_path_factory, videos_dir) -> Path:
     src = tmp_path_factory.mktemp("kill") / "src"
     src.mkdir()
     for name in ("a", "b", "c"):
-        shutil.copy(fixtures_dir / "videos" / "single_face.mp4", src / f"{name}.mp4")
-    shutil.copy(fixtures_dir / "videos" / "no_face.mp4", src / "d.mp4")
+        shutil.copy(videos_dir / "single_face.mp4", src / f"{name}.mp4")
+    shutil.copy(videos_dir / "no_face.mp4", src / "d.mp4")
     return src
 
 

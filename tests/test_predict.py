@@ -2,7 +2,7 @@
 
 Pure tests check the windowing arithmetic against hand-computed answers and the streaming
 classifier against a recording fake model. End-to-end tests (slow) run the command on
-../shared/fixtures/videos with a model trained on the synthetic corpus, and compare its
+tests/data/videos with a model trained on the synthetic corpus, and compare its
 probabilities with a straightforward re-computation through the training data path.
 """
 
@@ -231,8 +231,8 @@ def trained_run(synthetic_dfew, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def videos(fixtures_dir) -> Path:
-    return fixtures_dir / "videos"
+def videos(videos_dir) -> Path:
+    return videos_dir
 
 
 def _predict(capsys, *argv) -> tuple[int, str, str]:

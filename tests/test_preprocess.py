@@ -1,7 +1,7 @@
 """Face detection, alignment, tracking and decoding (dfer.preprocess).
 
 Unit tests use synthetic landmarks and boxes with known answers; the real-video tests use
-the face videos in ../shared/fixtures/videos.
+the face videos in tests/data/videos.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def detector() -> RetinaFaceDetector:
 
 
 @pytest.fixture(scope="module")
-def single_face(fixtures_dir):
-    return fixtures_dir / "videos" / "single_face.mp4"
+def single_face(videos_dir):
+    return videos_dir / "single_face.mp4"
 
 
 # ---------------------------------------------------------------------------- alignment
@@ -237,15 +237,15 @@ def test_detect_every_interpolates_between_detections(single_face, detector):
     assert eye_gap < 6.0, eye_gap
 
 
-def test_no_face_video_gives_no_track(fixtures_dir, detector):
-    crops, track = faces_from_frames(lambda: iter_frames(fixtures_dir / "videos" / "no_face.mp4"), detector,
+def test_no_face_video_gives_no_track(videos_dir, detector):
+    crops, track = faces_from_frames(lambda: iter_frames(videos_dir / "no_face.mp4"), detector,
                                      TrackConfig(detect_every=2))
     assert track is None and list(crops) == []
 
 
 @pytest.mark.slow
-def test_hevc_video_with_a_face_that_leaves_counts_the_lost_frames(fixtures_dir, detector):
-    path = fixtures_dir / "videos" / "face_noface.mov"
+def test_hevc_video_with_a_face_that_leaves_counts_the_lost_frames(videos_dir, detector):
+    path = videos_dir / "face_noface.mov"
     assert probe_video(path).codec == "hevc"
     crops, track = faces_from_frames(lambda: iter_frames(path), detector, TrackConfig(detect_every=2))
     assert sum(1 for _ in crops) == track.num_frames == 169

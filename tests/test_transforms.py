@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dfer.data.transforms import (IMAGENET_MEAN, CenterCrop, Normalize, RandomHorizontalFlip, RandomScaleCrop,
-                                  Resize, ToClipTensor, build_transforms)
+from torchvision.transforms.v2 import functional as F
+
+from dfer.data.transforms import (IMAGENET_MEAN, CenterCrop, Normalize, RandomHorizontalFlip, RandomPadCrop,
+                                  RandomScaleCrop, Resize, ToClipTensor, build_transforms)
 from dfer.errors import ConfigError
 
 
@@ -113,3 +115,71 @@ def test_build_transforms_pipelines():
     raw = Normalize().inverse(c)
     assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
     assert test.size_hint == 32
+
+
+# ---------------------------------------------------------------------------- RandomPadCrop
+def translate(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Reference: ``frame`` (H, W, C) moved down by dy and right by dx, zeros where it left."""
+    h, w = frame.shape[:2]
+    out = np.zeros_like(frame)
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = frame[max(-dy, 0):h - max(dy, 0),
+                                                                      max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def offset_of(out: torch.Tensor, clip: np.ndarray, pad: int) -> tuple[int, int]:
+    """The one (dy, dx) in [-pad, pad]^2 whose translate of every frame of ``clip`` gives ``out``."""
+    frames = out.permute(0, 2, 3, 1).numpy()
+    found = [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
+             if all(np.array_equal(frames[k], translate(clip[k], dy, dx)) for k in range(len(clip)))]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_pad_crop_without_pad_at_the_input_size_is_the_identity():
+    clip = textured_clip(t=3, h=48, w=48, identical=False)
+    for seed in range(5):
+        out = RandomPadCrop(48, pad=0)(clip, torch.Generator().manual_seed(seed))
+        assert out.dtype == torch.uint8 and torch.equal(out, torch.from_numpy(clip).permute(0, 3, 1, 2))
+
+
+def test_pad_crop_translates_every_frame_by_one_offset_within_pad_with_zeros():
+    clip = textured_clip(t=4, h=48, w=48, identical=False)  # distinct frames: each must move the same way
+    crop = RandomPadCrop(48, pad=4)
+    offsets = [offset_of(crop(clip, torch.Generator().manual_seed(seed)), clip, 4) for seed in range(150)]
+    assert {dy for dy, _ in offsets} == set(range(-4, 5)) == {dx for _, dx in offsets}  # all 2 * pad + 1 occur
+    pairs = {offset_of(RandomPadCrop(48, pad=1)(clip, torch.Generator().manual_seed(s)), clip, 1) for s in range(80)}
+    assert len(pairs) == 9  # and every combination of the two
+
+
+def test_pad_crop_is_reproducible_and_resizes_the_translate():
+    clip = textured_clip(t=2, h=48, w=48, identical=False)
+    crop = RandomPadCrop(64, pad=3)
+    a = crop(clip, torch.Generator().manual_seed(11))
+    assert torch.equal(a, crop(clip, torch.Generator().manual_seed(11)))
+    assert len({crop(clip, torch.Generator().manual_seed(s)).numpy().tobytes() for s in range(20)}) > 10
+    # at another size: the translate at the frame's own size, resized (no zoom, no aspect change)
+    same = RandomPadCrop(48, pad=3)(clip, torch.Generator().manual_seed(11))
+    dy, dx = offset_of(same, clip, 3)
+    ref = torch.from_numpy(np.stack([translate(f, dy, dx) for f in clip])).permute(0, 3, 1, 2)
+    assert a.shape == (2, 3, 64, 64) and torch.equal(a, F.resize(ref, [64, 64], antialias=True))
+    with pytest.raises(ConfigError, match="pad must be >= 0, got -1"):
+        RandomPadCrop(48, pad=-1)
+
+
+def test_build_transforms_pad_crop_trains_by_translation_and_tests_as_before():
+    clip = textured_clip(t=2, h=48, w=48, identical=False)
+    for size in (32, 48, 64):
+        old, new = build_transforms(False, size=size), build_transforms(False, size=size, crop="pad", pad=4)
+        assert torch.equal(old(clip), new(clip)) and old.size_hint == new.size_hint == size  # test time: unchanged
+    train = build_transforms(True, size=48, crop="pad", pad=4, flip=False)
+    assert train.size_hint == 48  # no multi-scale zoom to decode for
+    assert [type(t).__name__ for t in train.transforms] == ["RandomPadCrop", "ToClipTensor", "Normalize"]
+    assert type(build_transforms(True, size=48, crop="pad").transforms[1]).__name__ == "RandomHorizontalFlip"
+    x = Normalize().inverse(train(clip, torch.Generator().manual_seed(2)))
+    assert max(map(abs, offset_of((x * 255).round().to(torch.uint8), clip, 4))) <= 4  # a translate, normalised
+    # without padding, training and test time see the same face
+    still = build_transforms(True, size=48, crop="pad", pad=0, flip=False)
+    assert torch.equal(still(clip), build_transforms(False, size=48)(clip))
+    with pytest.raises(ConfigError, match="crop must be 'scale' or 'pad', got 'zoom'"):
+        build_transforms(True, size=48, crop="zoom")

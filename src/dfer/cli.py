@@ -19,7 +19,7 @@ from dfer.errors import DfeError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("dfer.data.corpora.synthetic", "write a synthetic DFEW-shaped corpus"),
     "train": ("dfer.train", "train a model from a config file"),
-    "evaluate": ("dfer.evaluate", "evaluate a finished run on its test clips"),
+    "evaluate": ("dfer.evaluate", "evaluate a run (or, with --pretrained, the shipped model) on labelled clips"),
     "demo": ("dfer.demo", "synthetic corpus + hard/soft/MIDAS models on the CPU, Table 2 layout"),
     "data": ("dfer.data.stats", "inspect a corpus: class distribution, clear/mixed partition, coexistence"),
     "preprocess": ("dfer.preprocess.pipeline", "raw videos -> aligned face frame folders + manifest"),

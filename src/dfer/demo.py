@@ -3,7 +3,10 @@
 Writes a small synthetic corpus in DFEW's own on-disk layout, reads it back through the
 DFEW adapter, trains TSM-ResNet-18 with hard labels, soft labels and MIDAS on fold 1, and
 prints the result in the layout of the MIDAS paper's Table 2 (label, UAR, WAR) plus the
-KL divergence of the predictions to the annotators' vote distribution.
+KL divergence of the predictions to the annotators' vote distribution. Then it runs the
+face-expression model that ships with dfer (:mod:`dfer.pretrained`) on the project's real
+face video, ``tests/data/videos/single_face.mp4`` (skipped, with one line, where the
+tests folder is not installed), and prints its timeline.
 
 The demo is scaled down (small frames, few clips, few epochs) to fit on two CPU cores; the
 paper's protocol is in ``configs/`` and needs a GPU and the real corpus.
@@ -15,6 +18,9 @@ import argparse
 import json
 import time
 from pathlib import Path
+
+#: the real face video of the test suite, beside the package in a source checkout
+DEMO_VIDEO = Path(__file__).resolve().parents[2] / "tests" / "data" / "videos" / "single_face.mp4"
 
 from dfer.config import RunConfig, from_dict
 
@@ -52,6 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--modes", default="hard,soft,midas", help="label modes to train")
+    p.add_argument("--video", default=str(DEMO_VIDEO),
+                   help="video for the shipped FER+ model's timeline (default: the test suite's single_face.mp4)")
+    p.add_argument("--pretrained-only", action="store_true",
+                   help="skip the synthetic comparison; only run the shipped model on --video")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     from dfer.train import train
 
     t_start = time.perf_counter()
+    if args.pretrained_only:
+        return pretrained_timeline(Path(args.video), threads=args.threads)
     out = Path(args.out)
     corpus = out / "DFEW"
     stamp = out / "corpus.json"
@@ -87,7 +99,49 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<10}{_pct(res.get('uar')):>8}{_pct(res.get('war')):>8}"
               f"{_num(res.get('kl_to_votes')):>14}{secs:>7.0f}s")
     print(f"\ntotal {time.perf_counter() - t_start:.0f}s; runs in {out}/")
+    print()
+    return pretrained_timeline(Path(args.video), threads=args.threads)
+
+
+def pretrained_timeline(video: Path, *, threads: int = 0) -> int:
+    """Run the shipped FER+ model on ``video`` and print its timeline; 0, or 0 with one line
+    when the video is not there (an installed package carries no tests folder)."""
+    from dfer.predict import PredictConfig, load_pretrained, predict_file
+
+    if not video.is_file():
+        print(f"shipped FER+ model: skipped ({video} not found; it comes with a source checkout of dfer)")
+        return 0
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    bundle = load_pretrained(device="cpu")
+    report = predict_file(video, bundle, PredictConfig(threads=threads))
+    print(format_timeline(report))
     return 0
+
+
+def format_timeline(report: dict) -> str:
+    """The demo's summary of a ``dfer predict`` report: model, dominant emotion, faces,
+    windows, then one ``0.0-2.0s happy 0.81`` line per window."""
+    name, model = Path(report["input"]).name, report["model"]
+    about = [model.get("trained_by") or ""]
+    if (model.get("metrics") or {}).get("war") is not None:
+        about.append(f"FER+ Valid WAR {100 * model['metrics']['war']:.1f}%")
+    about = "; ".join(a for a in about if a)
+    head = f"{model.get('name', model.get('model'))} on {name}" + (f" ({about})" if about else "")
+    if report["status"] != "ok":
+        return f"{head}: {report['error']}"
+    s = report["summary"]
+    dominant = (f"dominant {s['dominant']} ({s['dominant_probability']:.2f})" if s["dominant"] is not None
+                else "no window with a face")
+    lines = [head, f"  {dominant}; faces in {round(s['face_frame_fraction'] * report['frames'])}/{report['frames']} "
+                   f"frames; {s['windows']} windows of {report['window_frames']} frames"]
+    for w in report["windows"]:
+        span = f"{w['start_s']:.1f}-{w['end_s']:.1f}s"
+        lines.append(f"  {span} {w['top']} {w['top_probability']:.2f}" if w["top"] is not None
+                     else f"  {span} (no face)")
+    return "\n".join(lines)
 
 
 def _pct(x) -> str:

@@ -6,6 +6,13 @@ and video-level metrics separately. Metrics are computed from the confusion matr
 (:mod:`dfer.metrics`): UAR over the classes present in the test set, WAR, per-class
 recall, KL / JS to the annotator vote distribution, expected calibration error, and the
 same split by ambiguity (clear: max soft label > 0.9, mixed: the rest).
+
+``dfer evaluate --pretrained --source KIND:PATH`` does the same for the face-expression
+model that ships with dfer (:mod:`dfer.pretrained`) on any labelled corpus, written into
+``--out``: its own input pipeline (size, grey faces; no face crop unless ``--face-crop``,
+corpus images being taken as tight face crops already, as FER+'s are), and its eight FER+
+outputs reduced by name to the corpus's classes (the softmax over the shared classes: the
+others dropped, the rest renormalised).
 """
 
 from __future__ import annotations
@@ -22,15 +29,16 @@ import torch.distributed as dist
 
 from dfer.config import RunConfig, load_config
 from dfer.data.table import ClipTable
-from dfer.errors import ConfigError
+from dfer.errors import ConfigError, DataError
 
 
 @torch.no_grad()
 def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=None,
-                  num_clips: int | None = None) -> np.ndarray:
+                  num_clips: int | None = None, transform=None) -> np.ndarray:
     """(N, C) float64 class probabilities for every clip of ``table`` (video level: the
     mean over ``num_clips`` clips per video). In a distributed run each process predicts a
-    shard and every process returns the whole array."""
+    shard and every process returns the whole array. ``transform`` replaces the test
+    transform of ``cfg`` (a model with its own input pipeline, e.g. the shipped one)."""
     from dfer.data.dataset import build_loader
     from dfer.train import make_dataset
 
@@ -38,7 +46,16 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
     enabled = dist_info is not None and dist_info.enabled
     rank, world = (dist_info.rank, dist_info.world_size) if enabled else (0, 1)
     shard = np.arange(rank, len(table), world)
-    ds = make_dataset(table.take(shard) if enabled else table, cfg, train=False, num_clips=num_clips)
+    part = table.take(shard) if enabled else table
+    if transform is None:
+        ds = make_dataset(part, cfg, train=False, num_clips=num_clips)
+    else:
+        from dfer.data.dataset import ClipDataset
+        from dfer.data.sampling import MultiClipSampler, SegmentSampler
+
+        sampler = (MultiClipSampler(cfg.data.num_frames, num_clips) if num_clips > 1
+                   else SegmentSampler(cfg.data.num_frames, mode="test"))
+        ds = ClipDataset(part, sampler, transform, seed=cfg.seed)
     loader = build_loader(ds, cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers,
                           seed=cfg.seed, epoch=0, drop_last=False)
     if enabled:
@@ -83,13 +100,16 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
 
 
 def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=None,
-                   run_dir: Path | None = None, tag: str = "") -> dict:
+                   run_dir: Path | None = None, tag: str = "", transform=None, extra: dict | None = None) -> dict:
     """Predict ``table``, compute every metric, write results(.tag).json, confusion(.tag).png
-    and predictions(.tag).csv into ``run_dir`` (main process only). Returns the results."""
+    and predictions(.tag).csv into ``run_dir`` (main process only). Returns the results.
+
+    ``transform``: see :func:`predict_table`; ``extra``: entries added to the results
+    (e.g. what model was evaluated)."""
     from dfer.metrics import clear_mask, summarise
 
     t0 = time.perf_counter()
-    probs = predict_table(model, table, cfg, device, dist_info=dist_info)
+    probs = predict_table(model, table, cfg, device, dist_info=dist_info, transform=transform)
     seconds = time.perf_counter() - t0
     if dist_info is not None and not dist_info.is_main:
         return {}
@@ -109,8 +129,10 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
         }
     results.update(_against_synthetic_truth(table, probs))
     results["classes"] = list(table.classes)
+    results.update(extra or {})
     if run_dir is not None:
         run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
         suffix = f".{tag}" if tag else ""
         _write_json(run_dir / f"results{suffix}.json", results)
         _write_predictions(run_dir / f"predictions{suffix}.csv", table, probs)
@@ -204,20 +226,134 @@ def load_run(run_dir: str | Path, *, which: str | None = None, device: str | tor
     return model.to(device).eval(), cfg, classes
 
 
+class _SharedClasses(torch.nn.Module):
+    """A model's logits for some of its classes, in another class order.
+
+    The softmax of the selected logits is the model's distribution over those classes
+    renormalised: ``softmax(z)[i] / sum_j softmax(z)[j]`` over the kept ``j``.
+    """
+
+    def __init__(self, model: torch.nn.Module, index: list[int]):
+        super().__init__()
+        self.model = model
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.long), persistent=False)
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        """clip float (B, T, C, H, W) -> logits (B, len(index))."""
+        return self.model(clip)[..., self.index]
+
+
+def class_index(model_classes, corpus_classes) -> list[int]:
+    """Index in ``model_classes`` of each of ``corpus_classes``, by name.
+
+    Raises:
+        ConfigError: the corpus has a class the model cannot predict.
+    """
+    from dfer.emotions import label_map
+
+    m = label_map(tuple(corpus_classes), tuple(model_classes))
+    lacking = [c for c, i in zip(corpus_classes, m) if i < 0]
+    if lacking:
+        raise ConfigError(f"the corpus has classes {lacking} that the model cannot predict (its classes: "
+                          f"{list(model_classes)}); evaluate it on a corpus whose classes are among them")
+    return [int(i) for i in m]
+
+
+def parse_source(spec: str) -> tuple[str | None, str]:
+    """``KIND:PATH`` -> (kind, path); a bare path -> (None, path): the kind is detected.
+
+    Raises:
+        ConfigError: ``KIND`` is not a corpus kind, or the path is empty.
+    """
+    from dfer.data.corpora.registry import KINDS
+
+    kind, sep, rest = spec.partition(":")
+    if sep and kind in KINDS:
+        if not rest:
+            raise ConfigError(f"--source {spec!r}: no path after {kind}:")
+        return kind, rest
+    if sep and len(kind) > 1 and kind.replace("_", "").isalnum() and not Path(spec).exists():
+        raise ConfigError(f"--source {spec!r}: corpus kind {kind!r} unknown; expected KIND:PATH with KIND one of "
+                          f"{', '.join(KINDS)}, or a path alone")
+    if not spec:
+        raise ConfigError("--source is empty; expected KIND:PATH or a path")
+    return None, spec
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run directory written by dfer train")
+    p.description = ("Evaluate a finished run on its test clips or on another corpus (--source); or, with "
+                     "--pretrained, the face-expression model that ships with dfer on any labelled corpus, e.g. "
+                     "dfer evaluate --pretrained --source ferplus:/data/FERPlus --split val. Writes results.json, "
+                     "predictions.csv and confusion.png.")
+    p.add_argument("run", nargs="?", help="run directory written by dfer train (not with --pretrained)")
+    p.add_argument("--pretrained", action="store_true",
+                   help="evaluate the face-expression model that ships with dfer (FER+ ResNet-18) instead of a run, "
+                        "with its own preprocessing: its input size and grey faces, and no face crop (corpus images "
+                        "are taken to be tight face crops already, as FER+'s are; see --face-crop). Its eight FER+ "
+                        "outputs are matched to the "
+                        "corpus's classes by name: for a basic-7 corpus contempt is dropped and the other seven "
+                        "renormalised. Needs --source; writes into --out")
     p.add_argument("--checkpoint", choices=["last", "best"], help="default: the run's own selection rule")
-    p.add_argument("--num-clips", type=int, help="clips per video (default: the run's eval.num_clips)")
-    p.add_argument("--source", help="evaluate on another corpus: KIND:ROOT (e.g. afew:/data/AFEW)")
-    p.add_argument("--split", default=None, help="split of --source to use (default test; AFEW: val)")
+    p.add_argument("--num-clips", type=int, help="clips per video (default: the run's eval.num_clips; 1 with "
+                                                 "--pretrained)")
+    p.add_argument("--source", metavar="KIND:PATH",
+                   help="evaluate on another corpus: KIND:PATH (e.g. afew:/data/AFEW, ferplus:/data/FERPlus), or "
+                        "PATH alone to detect the kind")
+    p.add_argument("--split", default=None, help="split of --source to use: train, val or test (default test; "
+                                                 "AFEW: val)")
     p.add_argument("--fold", type=int, default=None, help="fold of --source to use as test set")
+    p.add_argument("--ties", choices=["drop", "first", "random"], default=None,
+                   help="hard label of a clip whose top votes tie: first (in class order), random or drop (default "
+                        "with --pretrained: first, as FER+'s majority-vote accuracy counts them; for a run: such "
+                        "clips count only in the divergences to the votes)")
+    p.add_argument("--face-crop", action="store_true",
+                   help="with --pretrained: cut each image to the model's face crop first, as dfer predict does, for a "
+                        "corpus of whole aligned faces (dfer preprocess output, DFEW's frames) rather than tight crops")
+    p.add_argument("--out", help="with --pretrained: output folder (default runs/pretrained_KIND-SPLIT)")
+    p.add_argument("--batch-size", type=int, help="with --pretrained: clips per forward pass (default 64)")
+    p.add_argument("--workers", type=int, help="with --pretrained: loader processes (default 2)")
     p.add_argument("--tag", default="", help="suffix for the written files (results.TAG.json)")
     p.add_argument("--device", default="auto")
 
 
+def _source_table(spec: str, split: str | None, fold: int | None, classes=None) -> tuple[ClipTable, str, str]:
+    """(table of the chosen part of ``--source``, kind, part name); ``classes`` re-indexes it."""
+    from dfer.data.corpora.registry import detect_kind, load_source
+    from dfer.data.table import SPLIT_NAMES, Split
+
+    kind, root = parse_source(spec)
+    kind = kind or detect_kind(root)
+    part = split or ("val" if kind == "afew" else "test")
+    if fold is None:
+        code = SPLIT_NAMES.get(part.strip().lower())
+        if code not in (Split.TRAIN, Split.VAL, Split.TEST):
+            raise ConfigError(f"--split must be train, val or test, got {part!r}")
+        part = {Split.TRAIN: "train", Split.VAL: "val", Split.TEST: "test"}[code]
+    # FER+ reads (and checks) only the split asked for: its train folder holds 28k images
+    options = {"splits": [part]} if kind == "ferplus" and fold is None else {}
+    table = load_source(kind, root, **options)
+    if classes is not None:
+        table = table.to_classes(classes)
+    if fold is not None:
+        table, part = table.fold_split(fold)[1], f"fold{fold}"
+    else:
+        table = table.split_part(part)
+    if len(table) == 0:
+        raise DataError(f"{root}: no clips in the {part} part of this {kind} corpus")
+    return table, kind, part
+
+
 def run(args: argparse.Namespace) -> int:
-    from dfer.config import SourceConfig
-    from dfer.train import build_splits, init_distributed, load_source_table
+    if args.pretrained:
+        return _run_pretrained(args)
+    if args.run is None:
+        raise ConfigError("give a run directory, or --pretrained to evaluate the model that ships with dfer")
+    if args.out is not None:
+        raise ConfigError("--out goes with --pretrained; a run's results are written into its run directory")
+    if args.batch_size is not None or args.workers is not None or args.face_crop:
+        raise ConfigError("--batch-size, --workers and --face-crop go with --pretrained; a run uses its config's "
+                          "eval.batch_size, data.num_workers and its own framing")
+    from dfer.train import build_splits, init_distributed
 
     model, cfg, classes = load_run(args.run, which=args.checkpoint)
     info, device = init_distributed(args.device)  # under torchrun the clips are sharded over the ranks
@@ -225,17 +361,13 @@ def run(args: argparse.Namespace) -> int:
     if args.num_clips:
         cfg.eval.num_clips = args.num_clips
     if args.source:
-        kind, _, root = args.source.partition(":")
-        if not root:
-            raise ConfigError(f"--source must be KIND:ROOT, got {args.source!r}")
-        src = SourceConfig(kind=kind, root=root, fold=args.fold)
-        table = load_source_table(src, classes)
-        table = table.fold_split(args.fold)[1] if args.fold is not None else table.split_part(
-            args.split or ("val" if kind == "afew" else "test"))
+        table, kind, _ = _source_table(args.source, args.split, args.fold, classes)
         tag = args.tag or kind
     else:
         table = build_splits(cfg).test
         tag = args.tag
+    if args.ties:
+        table = table.resolve_labels(args.ties, cfg.seed, f"{args.source or args.run} (test clips)")
     try:
         res = evaluate_model(model, table, cfg, device, dist_info=info, run_dir=Path(args.run), tag=tag)
     finally:
@@ -245,4 +377,50 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.run}: UAR {100 * (res['uar'] or 0):.2f}% WAR {100 * (res['war'] or 0):.2f}% "
           f"on {res['num_clips']} clips" + (f" (results.{tag}.json)" if tag else ""))
+    return 0
+
+
+def _run_pretrained(args: argparse.Namespace) -> int:
+    from dfer.config import DataConfig, EvalConfig, SourceConfig
+    from dfer.predict import input_transform, load_model
+
+    if args.run is not None:
+        raise ConfigError(f"--pretrained evaluates the model that ships with dfer; drop the run directory "
+                          f"{args.run!r} (or drop --pretrained)")
+    if args.checkpoint is not None:
+        raise ConfigError("--checkpoint chooses a run's checkpoint; it does not go with --pretrained")
+    if not args.source:
+        raise ConfigError("--pretrained needs a labelled corpus: --source KIND:PATH (e.g. ferplus:/data/FERPlus)")
+    batch_size = 64 if args.batch_size is None else args.batch_size
+    workers = 2 if args.workers is None else args.workers
+    if batch_size < 1 or workers < 0:
+        raise ConfigError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
+    # the model first: a broken install is reported before a large corpus is read
+    bundle = load_model(pretrained=True, device=args.device)
+    table, kind, part = _source_table(args.source, args.split, args.fold)
+    table = table.resolve_labels(args.ties or "first", 0, f"{args.source} ({part} clips)")
+    index = class_index(bundle.classes, table.classes)
+    model = _SharedClasses(bundle.model, index).to(bundle.device).eval()
+    cfg = RunConfig(name=f"pretrained_{kind}-{part}", seed=0,
+                    data=DataConfig(source=SourceConfig(kind=kind, root=args.source), num_frames=bundle.num_frames,
+                                    size=bundle.size, num_workers=workers, ties=args.ties or "first"),
+                    eval=EvalConfig(num_clips=args.num_clips or 1, batch_size=batch_size))
+    out = Path(args.out or Path("runs") / cfg.name)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    dropped = [c for c in bundle.classes if c not in {bundle.classes[i] for i in index}]
+    extra = {"model": dict(bundle.source),
+             "source": {"kind": kind, "spec": args.source, "part": part, "ties": cfg.data.ties},
+             "class_map": {"model_classes": list(bundle.classes), "corpus_classes": list(table.classes),
+                           "dropped": dropped, "rule": "softmax over the shared classes (dropped ones "
+                                                        "removed, the rest renormalised)"},
+             "preprocessing": {"size": bundle.size, "grey": bundle.grey,
+                               "face_crop": bundle.face_crop if args.face_crop else None,
+                               "mean": list(bundle.mean), "std": list(bundle.std)}}
+    res = evaluate_model(model, table, cfg, bundle.device, run_dir=out, tag=args.tag,
+                         transform=input_transform(bundle, face_crop=args.face_crop), extra=extra)
+    suffix = f".{args.tag}" if args.tag else ""
+    note = f", {'/'.join(dropped)} dropped" if dropped else ""
+    print(f"dfer's FER+ model on {kind} {part}: UAR {100 * (res['uar'] or 0):.2f}% WAR {100 * (res['war'] or 0):.2f}% "
+          f"on {res['num_clips']} clips{note} -> {out / f'results{suffix}.json'}")
     return 0

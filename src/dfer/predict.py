@@ -1,5 +1,10 @@
 """``dfer predict``: the emotion distribution over the time of any video or still image.
 
+Without ``--run`` or ``--checkpoint`` it uses the face-expression model that ships inside
+dfer (:mod:`dfer.pretrained`: a ResNet-18 over one grey frame, trained on FER+'s eight
+classes), so ``dfer predict VIDEO`` works right after ``pip install``; in Python,
+:func:`predict_video` (``dfer.predict_video``) does the same and returns the report.
+
 The MIDAS paper (Kawamura et al., Sec. 4.1 and 4.3) classifies a clip from 8 frames, one
 per equal segment (TSN sampling), of the face detected and aligned by an affine transform.
 This command applies a trained model the same way to every stretch of a user's video:
@@ -8,7 +13,10 @@ This command applies a trained model the same way to every stretch of a user's v
    link, fill and smooth one face track, and align every frame to the 256x256 template of
    ``dfer preprocess`` (:func:`dfer.preprocess.track.faces_from_frames`); then the
    run's test-time transform (:func:`dfer.data.transforms.build_transforms` with
-   ``train=False``: short side to ``size``, centre crop, ImageNet normalisation).
+   ``train=False``: short side to ``size``, centre crop, ImageNet normalisation). The
+   shipped FER+ model saw FER2013's tight grey crops, so for it (and only for a model that
+   asks, :func:`input_transform`) the aligned face is first cut to its centred
+   ``face_crop`` fraction and turned grey (ITU-R 601 luma, three equal channels).
 2. **Windows**: a window covers ``window_seconds`` of video, ``L = round(window_seconds
    * fps)`` frames, sampled into the model's ``num_frames`` frames exactly as the test
    clips of training (:class:`dfer.data.sampling.SegmentSampler`, segment centres; a
@@ -60,7 +68,8 @@ import torch
 from dfer.errors import ConfigError, DataError, DfeError
 
 __all__ = ["PredictConfig", "WindowPlan", "window_length", "plan_windows", "ModelBundle", "load_model",
-           "predict_file", "add_arguments", "run"]
+           "load_pretrained", "input_transform", "predict_file", "predict_video",
+           "add_arguments", "run"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -197,6 +206,9 @@ class ModelBundle:
         num_frames: T.
         device: where the model lives.
         source: what was loaded (for the report).
+        grey: the model saw grey faces: frames are turned grey (three equal channels).
+        face_crop: centred fraction of the aligned face to keep (1.0: the whole face).
+        mean, std: the normalisation the model was trained with (None: ImageNet's).
     """
 
     model: torch.nn.Module
@@ -205,6 +217,10 @@ class ModelBundle:
     num_frames: int
     device: torch.device
     source: dict = field(default_factory=dict)
+    grey: bool = False
+    face_crop: float = 1.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
 
 def _device(spec: str) -> torch.device:
@@ -220,26 +236,35 @@ def _device(spec: str) -> torch.device:
 
 
 def load_model(*, run: str | None = None, which: str | None = None, checkpoint: str | None = None,
-               model_name: str = "tsm_resnet18", classes: str = "basic7", size: int | None = None,
-               num_frames: int | None = None, device: str = "auto") -> ModelBundle:
-    """Load a trained model from a run directory or from a bare checkpoint file.
+               pretrained: bool | None = None, model_name: str = "tsm_resnet18", classes: str = "basic7",
+               size: int | None = None, num_frames: int | None = None, device: str = "auto") -> ModelBundle:
+    """Load a model: dfer's shipped FER+ model, a run directory or a bare checkpoint file.
 
     Args:
         run: run directory of ``dfer train`` (config.yaml, classes.json, checkpoints/).
         which: ``last`` or ``best`` (default: the run's own selection rule).
         checkpoint: a ``.safetensors`` checkpoint of ``dfer train`` (with ``model_name``
             and ``classes``; ``size`` default 224, ``num_frames`` default 8).
-        size, num_frames: override the run's input size / frames per window.
+        pretrained: the model that ships with dfer (:mod:`dfer.pretrained`); the default
+            when neither ``run`` nor ``checkpoint`` is given. Its classes, size, frames,
+            grey input and face crop come from the file's metadata.
+        size, num_frames: override the model's input size / frames per window.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Raises:
         ConfigError: not a run directory, missing or unreadable checkpoint, a checkpoint
-            that does not fit the model, bad sizes.
+            that does not fit the model, bad sizes, a missing or damaged shipped model.
     """
     dev = _device(device)
-    if (run is None) == (checkpoint is None):
-        raise ConfigError("give exactly one of --run RUN_DIR or --checkpoint FILE")
-    if run is not None:
+    given = [name for name, v in (("--run", run), ("--checkpoint", checkpoint)) if v is not None]
+    if len(given) > 1 or (given and pretrained):
+        raise ConfigError(f"give one model: {' and '.join(given + (['the shipped model'] if pretrained else []))} "
+                          f"exclude each other")
+    if not given:
+        if pretrained is False:
+            raise ConfigError("pretrained=False needs a model: give run= or checkpoint=")
+        bundle = _load_pretrained_bundle(dev, size, num_frames)
+    elif run is not None:
         from dfer.evaluate import load_run
 
         run_dir = Path(run)
@@ -284,6 +309,73 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
         raise ConfigError(f"--num-frames must be >= 1, got {bundle.num_frames}")
     bundle.source.update(size=bundle.size, num_frames=bundle.num_frames)
     return bundle
+
+
+def _load_pretrained_bundle(device: torch.device, size: int | None, num_frames: int | None) -> ModelBundle:
+    from dfer.pretrained import NAME, build_model, weights_path
+
+    path = weights_path()
+    model, meta = build_model(path, device=device)  # raises, saying how to reinstall, on a broken file
+    face_crop = float(meta["face_crop"])
+    source = {"pretrained": NAME, "name": "dfer FER+ ResNet-18",
+              "description": "dfer's shipped face-expression model: a ResNet-18 over one grey face, trained on "
+                             "FER+ (8 classes)",
+              "file": str(path), "model": meta["model"], "trained_by": meta.get("trained_by"),
+              "metrics": meta.get("metrics") or {}, "grey": bool(meta["grey"]), "face_crop": face_crop}
+    return ModelBundle(model, tuple(meta["classes"]), int(size or meta["size"]),
+                       int(num_frames or meta.get("num_frames") or 1), device, source, grey=bool(meta["grey"]),
+                       face_crop=face_crop, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+
+
+def load_pretrained(device: str = "auto") -> ModelBundle:
+    """dfer's shipped face-expression model, ready for :func:`predict_video`.
+
+    A ResNet-18 over one grey face trained on FER+ (classes neutral, happy, surprise, sad,
+    angry, disgust, fear, contempt); it lies inside the package, nothing is downloaded.
+    Load it once and pass it to every :func:`predict_video` call.
+
+    Args:
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        :class:`ModelBundle` with ``grey=True`` and the file's ``face_crop``.
+
+    Raises:
+        ConfigError: the shipped file is missing or damaged (the message says how to
+            reinstall), or ``device`` is not available.
+
+    Example:
+        >>> import dfer
+        >>> model = dfer.load_pretrained(device="cpu")
+        >>> model.classes[:3]
+        ('neutral', 'happy', 'surprise')
+    """
+    return load_model(pretrained=True, device=device)
+
+
+# ---------------------------------------------------------------------------- frames -> model input
+def input_transform(bundle: ModelBundle, *, face_crop: bool = True):
+    """The bundle's frame pipeline: uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
+
+    The test-time transform of training (:func:`dfer.data.transforms.build_transforms`,
+    ``train=False``), preceded, only for a bundle that asks for them, by the centred
+    ``face_crop`` of the aligned face (``face_crop=False`` skips it: images that are
+    already tight crops, like FER+'s) and the grey conversion (:class:`Grey`). A model
+    trained by ``dfer train`` asks for neither and gets exactly ``build_transforms``.
+    """
+    from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CentreFraction, Compose, Grey, build_transforms
+
+    base = build_transforms(train=False, size=bundle.size, mean=bundle.mean or IMAGENET_MEAN,
+                            std=bundle.std or IMAGENET_STD)
+    ops = []
+    if face_crop and bundle.face_crop < 1:
+        ops.append(CentreFraction(bundle.face_crop))
+    if bundle.grey:
+        ops.append(Grey())
+    if not ops:
+        return base
+    hint = math.ceil(bundle.size / bundle.face_crop) if (face_crop and bundle.face_crop < 1) else base.size_hint
+    return Compose(ops + base.transforms, size_hint=hint)
 
 
 def _first_line(e: BaseException) -> str:
@@ -353,7 +445,6 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
     Raises:
         DataError: unreadable or undecodable media.
     """
-    from dfer.data.transforms import build_transforms
     from dfer.preprocess.track import TrackConfig, faces_from_frames
 
     cfg = (config or PredictConfig()).validate()
@@ -362,7 +453,7 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     timer = _Timer()
-    transform = build_transforms(train=False, size=bundle.size)
+    transform = input_transform(bundle)
     t_start = time.perf_counter()
     decoded = [0]
 
@@ -479,6 +570,49 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
                   no_face_spans_s=[list(span) for span in no_face_spans(found, fps)] if fps else [],
                   summary=summary)
     return report
+
+
+def predict_video(path: str | os.PathLike, model: ModelBundle | None = None, *, device: str = "auto",
+                  detector=None, **settings) -> dict:
+    """The emotion timeline of one video (or still image), as ``dfer predict`` writes it to JSON.
+
+    Args:
+        path: a video or image file.
+        model: a :class:`ModelBundle` (:func:`load_pretrained`, or :func:`load_model` of a
+            run); None loads dfer's shipped FER+ model on ``device`` (load it once with
+            :func:`load_pretrained` when predicting many files).
+        device: where a model loaded here goes.
+        detector: a face detector to reuse across calls (default: a new RetinaFace).
+        **settings: fields of :class:`PredictConfig` (``window_seconds=``, ``stride=``,
+            ``min_face=``, ``aligned=``, ...).
+
+    Returns:
+        The report: ``status`` (``"ok"`` or ``"no_face"``), ``classes``, ``model``,
+        ``windows`` (each with ``start_s``, ``end_s``, ``face_found``, ``probabilities``
+        (None without a face), ``top``, ``top_probability``) and ``summary``
+        (``dominant``, ``dominant_probability``, ``face_frame_fraction``, ...).
+
+    Raises:
+        TypeError: an unknown setting. ConfigError: a bad setting value, a missing or
+        damaged shipped model. DataError: a missing, unsupported or undecodable file.
+
+    Example:
+        >>> import dfer
+        >>> report = dfer.predict_video("tests/data/videos/single_face.mp4", window_seconds=1.0)
+        >>> report["summary"]["dominant"] in report["classes"]
+        True
+        >>> [(w["start_s"], w["top"]) for w in report["windows"]]  # doctest: +SKIP
+        [(0.0, 'happy'), (1.0, 'happy'), (1.4, 'happy')]
+    """
+    known = {f for f in PredictConfig.__dataclass_fields__}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"predict_video() got unknown setting(s) {unknown}; expected fields of PredictConfig: "
+                        f"{sorted(known)}")
+    config = PredictConfig(**settings).validate()
+    _media_kind(Path(path))  # a wrong file is reported before a model is loaded
+    bundle = model if model is not None else load_pretrained(device)
+    return predict_file(path, bundle, config, detector)
 
 
 def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: ModelBundle, transform,
@@ -639,16 +773,24 @@ def _output_names(paths: list[Path]) -> list[str]:
 # ---------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = PredictConfig()
+    parser.description = (
+        "Emotion distribution over time for any video or image. Without --run or --checkpoint it uses the "
+        "face-expression model that ships with dfer: a ResNet-18 over one grey face trained on FER+ (neutral, "
+        "happy, surprise, sad, angry, disgust, fear, contempt); the aligned face is cut to the framing it was "
+        "trained on and turned grey for it, nothing is downloaded.")
     parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_IMAGE", help="videos and/or still images")
-    src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by dfer train")
+    src = parser.add_mutually_exclusive_group()
+    src.add_argument("--run", metavar="RUN_DIR",
+                     help="run directory written by dfer train (default: dfer's shipped FER+ model)")
     src.add_argument("--checkpoint", metavar="FILE", help="a checkpoint .safetensors of dfer train (with --model, --classes)")
     parser.add_argument("--which", choices=["last", "best"], help="checkpoint of --run (default: the run's selection rule)")
     parser.add_argument("--model", default="tsm_resnet18", help="model name for --checkpoint (default tsm_resnet18)")
     parser.add_argument("--classes", default="basic7", help="class set for --checkpoint (default basic7)")
-    parser.add_argument("--size", type=int, help="model input side (default: the run's data.size; 224 with --checkpoint)")
+    parser.add_argument("--size", type=int, help="model input side (default: the run's data.size; 224 with "
+                                                  "--checkpoint; the shipped model's own)")
     parser.add_argument("--num-frames", type=int,
-                        help="frames per window fed to the model (default: the run's data.num_frames; 8 with --checkpoint)")
+                        help="frames per window fed to the model (default: the run's data.num_frames; 8 with "
+                             "--checkpoint; the shipped model's own: a one-frame model sees each window's middle frame)")
     parser.add_argument("--window-seconds", type=float, default=d.window_seconds,
                         help=f"seconds of video per window, sampled TSN-style into num-frames frames (default {d.window_seconds})")
     parser.add_argument("--stride", type=int, default=None,
@@ -687,10 +829,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a folder")
-    if args.run is not None and (args.model != "tsm_resnet18" or args.classes != "basic7"):
-        raise ConfigError("--model and --classes go with --checkpoint; a run directory names its own")
-    if args.checkpoint is not None and args.which is not None:
-        raise ConfigError("--which goes with --run; --checkpoint names its file directly")
+    if args.checkpoint is None and (args.model != "tsm_resnet18" or args.classes != "basic7"):
+        raise ConfigError("--model and --classes go with --checkpoint; a run directory and the shipped model "
+                          "name their own")
+    if args.run is None and args.which is not None:
+        raise ConfigError("--which chooses a checkpoint of --run; --checkpoint names its file directly and the "
+                          "shipped model is one file")
     if args.threads:
         import cv2
 

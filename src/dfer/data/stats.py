@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.data.table import ClipTable
+from dfer.data.table import ClipTable, Split
 from dfer.metrics import clear_mask, coexistence_matrix
 
 CLEAR_THRESHOLD = 0.9
@@ -42,7 +42,9 @@ def compute_stats(table: ClipTable, clear_threshold: float = CLEAR_THRESHOLD) ->
         ``classes``; ``counts`` (C,) clips per hard class (Fig. 4); ``num_clips``,
         ``num_unlabelled`` (no label, tied votes); ``num_with_votes``; ``clear`` and
         ``ambiguous`` (C,) per-class counts among clips with votes (Table 6);
-        ``coexistence`` (C, C) or None without votes (Fig. 5); ``clear_threshold``.
+        ``coexistence`` (C, C) or None without votes (Fig. 5); ``clear_threshold``;
+        ``splits``: clips per fixed split present (``{"train": n, "val": m}``; empty when
+        the corpus has none, e.g. cross-validation folds only).
     """
     C = table.num_classes
     hard = table.hard_labels()
@@ -53,6 +55,8 @@ def compute_stats(table: ClipTable, clear_threshold: float = CLEAR_THRESHOLD) ->
         "num_unlabelled": int((hard < 0).sum()), "counts": counts.tolist(),
         "num_with_votes": int(has.sum()), "clear_threshold": clear_threshold,
         "clear": None, "ambiguous": None, "coexistence": None,
+        "splits": {s.name.lower(): int((table.split == s).sum()) for s in Split
+                   if s != Split.NONE and (table.split == s).any()},
     }
     if has.any():
         v = table.votes[has].astype(np.float64)
@@ -72,7 +76,9 @@ def format_stats(stats: dict) -> str:
     """Plain-text tables of :func:`compute_stats` (fixed width, no colour: pipes cleanly)."""
     classes = stats["classes"]
     w = max(9, *(len(c) for c in classes))
-    lines = [f"{stats['name']}: {stats['num_clips']} clips, {stats['num_with_votes']} with votes, "
+    splits = stats.get("splits") or {}
+    per_split = f" ({', '.join(f'{k} {v}' for k, v in splits.items())})" if splits else ""
+    lines = [f"{stats['name']}: {stats['num_clips']} clips{per_split}, {stats['num_with_votes']} with votes, "
              f"{stats['num_unlabelled']} without a class (no label or tied votes)", ""]
     total = max(1, sum(stats["counts"]))
     head = f"{'class':<{w}} {'clips':>7} {'share':>6}"

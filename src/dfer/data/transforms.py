@@ -26,7 +26,7 @@ from torchvision.transforms.v2 import functional as F
 from dfer.errors import ConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "as_clip_tensor", "RandomScaleCrop", "RandomHorizontalFlip",
-           "RandomPadCrop", "Resize", "CenterCrop", "ToClipTensor", "Normalize", "Compose", "build_transforms"]
+           "RandomPadCrop", "Resize", "CenterCrop", "CentreFraction", "Grey", "ToClipTensor", "Normalize", "Compose", "build_transforms"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -168,6 +168,43 @@ class CenterCrop:
 
     def __repr__(self) -> str:
         return f"CenterCrop({self.size})"
+
+
+class Grey:
+    """RGB -> grey as PIL's ``convert("L")`` (ITU-R 601-2 luma, integer arithmetic), stacked
+    back into three equal channels: uint8 (T, H, W, 3) or (T, 3, H, W) -> uint8 (T, 3, H, W)."""
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        if clip.dtype != torch.uint8 or clip.shape[-3] != 3:
+            raise TypeError(f"Grey expects uint8 RGB frames (T, 3, H, W), got {clip.dtype} {tuple(clip.shape)}")
+        rgb = clip.to(torch.int32)
+        # PIL's fixed point: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16 (weights 0.299, 0.587, 0.114)
+        y = (rgb[..., 0, :, :] * 19595 + rgb[..., 1, :, :] * 38470 + rgb[..., 2, :, :] * 7471 + 32768) >> 16
+        return y.to(torch.uint8).unsqueeze(-3).expand(clip.shape).contiguous()
+
+    def __repr__(self) -> str:
+        return "Grey()"
+
+
+class CentreFraction:
+    """Keep the centred ``fraction`` of every frame's height and width (each rounded to whole
+    pixels, the margin split with the extra pixel at the bottom/right)."""
+
+    def __init__(self, fraction: float):
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"face crop must be a fraction in (0, 1], got {fraction}")
+        self.fraction = float(fraction)
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        h, w = clip.shape[-2:]
+        ch, cw = max(1, round(self.fraction * h)), max(1, round(self.fraction * w))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return clip[..., top:top + ch, left:left + cw]
+
+    def __repr__(self) -> str:
+        return f"CentreFraction({self.fraction})"
 
 
 class ToClipTensor:

@@ -8,6 +8,9 @@
   cache, ``torch.hub.get_dir()/checkpoints/<file>``, and downloaded there when missing;
   when the download fails (no network) a :class:`~dfer.errors.ConfigError` names the file,
   the directory to put it in and the URL to fetch it from on a machine that is online;
+- ``"ferplus"``: the ResNet-18 trunk of the face-expression model that ships inside dfer
+  (:mod:`dfer.pretrained`: trained on FER+'s grey faces, which it sees as three equal
+  channels, at 64 px; a colour clip is fine to fine-tune on, and any input size works);
 - a path to a local state dict (``.pth``/``.pt`` via ``torch.load``, or ``.safetensors``):
   a torchvision-layout backbone (``conv1.weight``, ..., ``fc.weight``) or a dfer model
   (``backbone.conv1.weight``, ..., ``classifier.weight``). Only the backbone is loaded;
@@ -30,6 +33,9 @@ from torchvision.models import WeightsEnum
 from dfer.errors import ConfigError
 
 Pretrained = bool | str | os.PathLike
+#: ``pretrained="ferplus"``: the ResNet-18 trunk of the face-expression model that ships
+#: with dfer (trained on FER+'s grey 48-px faces; see :mod:`dfer.pretrained`)
+FERPLUS = "ferplus"
 
 # Keys of a classifier head, dropped from a source state dict because the number of classes
 # of the source (1000 for ImageNet, 400 for Kinetics, K for a dfer run) rarely matches.
@@ -120,7 +126,9 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
 
     Args:
         backbone: the torchvision network whose head (``fc``) was replaced by ``nn.Identity``.
-        pretrained: ``False``, ``True`` (use ``weights``) or a path to a local state dict.
+        pretrained: ``False``, ``True`` (use ``weights``), ``"ferplus"`` (the trunk of
+            dfer's shipped FER+ model; 2D ResNet-18 backbones only) or a path to a local
+            state dict.
         weights: the torchvision weights enum to use for ``pretrained=True``.
         model_name: the dfer model's name, for error messages.
 
@@ -131,6 +139,16 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
         return
     if pretrained is True:
         source, state = str(weights), fetch_state_dict(weights)
+    elif pretrained == FERPLUS:
+        from torchvision.models import ResNet
+
+        if not isinstance(backbone, ResNet):  # checked before the file is read: no fix to the install helps
+            raise ConfigError(f"pretrained: {FERPLUS} is the 2D ResNet-18 trunk of dfer's FER+ face model and does "
+                              f"not fit {model_name}; use it with a 2D ResNet-18 model (tsm_resnet18, resnet18_gru, "
+                              f"rdfer_resnet18), or pretrained: true for {weights}")
+        from dfer.pretrained import trunk_state
+
+        source, state = "dfer's FER+ face-expression trunk", trunk_state()
     elif isinstance(pretrained, (str, os.PathLike)):
         source, state = os.fspath(pretrained), read_state_dict_file(pretrained)
     else:

@@ -18,7 +18,9 @@ Read in either form users have it:
    by ``fer2013new.csv``'s ``Image name`` of row *i* (a row with an empty name has no FER+
    labels and is skipped), and that name is **not** ``fer%07d.png % i`` for every row, so
    rows are joined by position and named by the name FER+ gives. The images are written
-   once as PNGs into a cache folder (``cache=``), exactly as the generator would.
+   once as PNGs into a cache folder (``cache=``), exactly as the generator would; the
+   folder remembers which pair of files it was written from, and is rewritten when they
+   change. Every row is checked before the first image is written.
 
 Splits: ``FER2013Train`` / ``Training`` -> train, ``FER2013Valid`` / ``PublicTest`` -> val,
 ``FER2013Test`` / ``PrivateTest`` -> test.
@@ -28,7 +30,8 @@ Votes are the eight emotion columns; soft labels are those votes over their sum 
 most votes go to ``unknown`` or ``NF`` (an emotion tied with them keeps the image):
 ``exclude_unknown=True``, the default. With it off, an image with no emotion vote at all
 keeps NaN votes, and training stops on it before anything is built (see
-:func:`dfer.labels.resolve_hard_labels`).
+:meth:`dfer.data.table.ClipTable.resolve_labels`, which also decides the hard label of the
+images whose top emotion votes tie: ``data.ties``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ USAGE = {usage: (folder, split) for folder, (usage, split) in FOLDERS.items()}
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
                 "unknown", "NF")
 SIDE = 48
+#: in each folder of the Kaggle form's cache: the digest of the two CSV files it was written from
+STAMP = ".written-from"
 
 
 def load_ferplus(
@@ -79,7 +84,9 @@ def load_ferplus(
         check_images: in the folder form, check that every image exists and has the size
             of its face box (one header read per image).
         cache: where the Kaggle form's images are written (default
-            ``$XDG_CACHE_HOME/dfer/ferplus/<hash of the two CSV files>``).
+            ``$XDG_CACHE_HOME/dfer/ferplus/<hash of the two CSV files>``). Each of its
+            folders records which two files it was written from (``.written-from``); a
+            folder written from others is written again.
 
     Returns:
         ClipTable with the eight FER+ classes, ids ``FER2013Train/fer0000000.png``, one
@@ -111,7 +118,9 @@ def load_ferplus(
         emotion = emotion.copy()
         emotion[emotion.sum(axis=1) <= 0] = np.nan  # no emotion vote: no usable label
     if len(ids) == 0:
-        raise DataError(f"{root}: no FER+ images in the splits {sorted(wanted)}")
+        names = [Split(code).name.lower() for code in sorted(wanted)]
+        raise DataError(f"{root}: no FER+ images in the split(s) {', '.join(names)}"
+                        + (" once those whose most votes are unknown or NF are left out" if excluded else ""))
     return ClipTable.build(FERPLUS8, ids, sources, kind=np.full(len(ids), int(ClipKind.IMAGE), np.uint8),
                            num_frames=np.ones(len(ids), np.int32), votes=emotion, split=split, name="ferplus",
                            meta={"root": str(root), "excluded_unknown": excluded})
@@ -128,6 +137,8 @@ def _wanted_splits(splits) -> set[int]:
         if s not in names:
             raise DataError(f"FER+ split {s!r} unknown; expected train, val or test")
         out.add(int(names[s]))
+    if not out:
+        raise DataError("FER+ splits: none given; expected some of train, val, test")
     return out
 
 
@@ -143,26 +154,40 @@ def _read_folders(root: Path, wanted: set[int], check_images: bool):
         label_csv = root / folder / "label.csv"
         if not label_csv.is_file():
             raise DataError(f"{label_csv}: FER+ label file not found (the folder holds no label.csv)")
+        seen: dict[str, int] = {}
         for line, row in _csv_rows(label_csv):
             if len(row) != 12:
                 raise DataError(f"{where(label_csv, line)}: expected 12 cells (name, face box, 10 votes), "
                                 f"found {len(row)}")
-            name, box = row[0].strip(), _box(row[1], label_csv, line)
+            name = _name(row[0], seen, label_csv, line)
+            box = _box(row[1], label_csv, line)
+            row_votes = _votes(row[2:], label_csv, line)
             path = root / folder / name
             if check_images:
                 _check_image(path, box, label_csv, line)
             ids.append(f"{folder}/{name}")
-            sources.append(str(path))
-            votes.append(_votes(row[2:], label_csv, line))
+            sources.append(os.path.abspath(path))
+            votes.append(row_votes)
             split.append(int(code))
     return ids, sources, votes, split
 
 
-def _csv_rows(path: Path):
-    text = read_text(path, "FER+ label file")
+def _csv_rows(path: Path, what: str = "FER+ label file"):
+    text = read_text(path, what)
     for line, row in enumerate(csv.reader(io.StringIO(text)), 1):
         if row and any(c.strip() for c in row):
             yield line, row
+
+
+def _name(cell: str, seen: dict[str, int], path: Path, line: int) -> str:
+    """An image's file name, once per file (``seen``: name -> line of its first row)."""
+    name = cell.strip()
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise DataError(f"{where(path, line)}: image name {cell!r} is not a file name like fer0000000.png")
+    if name in seen:
+        raise DataError(f"{where(path, line)}: image {name} is named again (first on line {seen[name]})")
+    seen[name] = line
+    return name
 
 
 def _box(cell: str, path: Path, line: int) -> tuple[int, int, int, int]:
@@ -180,9 +205,11 @@ def _votes(cells: list[str], path: Path, line: int) -> list[int]:
     out = []
     for name, c in zip(VOTE_COLUMNS, cells):
         c = c.strip()
-        if not c.isdigit():
+        if not (c.isascii() and c.isdigit()):  # str.isdigit alone admits '²', which int() refuses
             raise DataError(f"{where(path, line)}: vote for {name} is {c!r}, expected a non-negative integer")
         out.append(int(c))
+    if not any(out):
+        raise DataError(f"{where(path, line)}: every vote is 0; expected the counts of the annotators' tags")
     return out
 
 
@@ -206,11 +233,14 @@ def _check_image(path: Path, box, label_csv: Path, line: int) -> None:
 def _read_kaggle(kaggle: Path, new: Path, wanted: set[int], cache):
     if not new.is_file():
         raise DataError(f"{new}: fer2013new.csv not found beside {kaggle.name} (FER+'s labels, from Microsoft)")
-    k_rows = list(_csv_rows(kaggle))
-    n_rows = list(_csv_rows(new))
+    k_rows = list(_csv_rows(kaggle, "Kaggle FER2013 file"))
+    n_rows = list(_csv_rows(new, "FER+ label file"))
+    for p, rows in ((kaggle, k_rows), (new, n_rows)):
+        if not rows:
+            raise DataError(f"{p}: empty; expected a header line and one row per image")
     k_head, n_head = k_rows[0][1], n_rows[0][1]
-    k_cols = _columns(k_head, ("emotion", "pixels", "Usage"), kaggle)
-    n_cols = _columns(n_head, ("Usage", "Image name") + VOTE_COLUMNS, new)
+    k_cols = _columns(k_head, ("emotion", "pixels", "Usage"), kaggle, k_rows[0][0])
+    n_cols = _columns(n_head, ("Usage", "Image name") + VOTE_COLUMNS, new, n_rows[0][0])
     k_rows, n_rows = k_rows[1:], n_rows[1:]
     if len(k_rows) != len(n_rows):
         raise DataError(f"{new}: {len(n_rows)} rows, but {kaggle} has {len(k_rows)}; FER+ labels the rows of "
@@ -219,8 +249,14 @@ def _read_kaggle(kaggle: Path, new: Path, wanted: set[int], cache):
     for p in (kaggle, new):
         st = p.stat()
         digest.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    cache_dir = Path(cache) if cache else _default_cache() / digest.hexdigest()[:16]
+    cache_dir = Path(os.path.abspath(cache)) if cache else _default_cache() / digest.hexdigest()[:16]
+    key = digest.hexdigest()
+    # a folder of the cache written whole from these very files is trusted (its rows were all
+    # checked then); any other is checked and written again, so that an explicit cache= never
+    # serves the faces of an older pair of files
+    fresh = {folder: _read_stamp(cache_dir / folder) == key for folder in FOLDERS}
     ids, sources, votes, split, todo = [], [], [], [], []
+    seen: dict[str, dict[str, int]] = {folder: {} for folder in FOLDERS}
     for (kline, krow), (nline, nrow) in zip(k_rows, n_rows):
         usage = krow[k_cols["Usage"]].strip() if len(krow) == len(k_head) else None
         if usage is None:
@@ -232,28 +268,32 @@ def _read_kaggle(kaggle: Path, new: Path, wanted: set[int], cache):
         if nrow[n_cols["Usage"]].strip() != usage:
             raise DataError(f"{where(new, nline)}: Usage {nrow[n_cols['Usage']].strip()!r} does not match "
                             f"{usage!r} on line {kline} of {kaggle}: the two files do not hold the same rows")
-        name = nrow[n_cols["Image name"]].strip()
-        if not name:
+        if not nrow[n_cols["Image name"]].strip():
             continue  # FER+ has no labels for this image
         folder, code = USAGE[usage]
         if int(code) not in wanted:
             continue
+        name = _name(nrow[n_cols["Image name"]], seen[folder], new, nline)
         path = cache_dir / folder / name
         ids.append(f"{folder}/{name}")
         sources.append(str(path))
         votes.append(_votes([nrow[n_cols[c]] for c in VOTE_COLUMNS], new, nline))
         split.append(int(code))
-        todo.append((path, krow[k_cols["pixels"]], kline))
+        if not fresh[folder] or not path.is_file():
+            todo.append((path, krow[k_cols["pixels"]], kline))
     pixels = [(path, _pixels(text, kaggle, line)) for path, text, line in todo]  # every row checked first
-    _write_images(pixels)
+    _write_images(pixels, overwrite={folder for folder, ok in fresh.items() if not ok})
+    for folder, ok in fresh.items():
+        if not ok and seen[folder]:
+            _write_stamp(cache_dir / folder, key)
     return ids, sources, votes, split
 
 
-def _columns(header: list[str], needed: tuple[str, ...], path: Path) -> dict[str, int]:
+def _columns(header: list[str], needed: tuple[str, ...], path: Path, line: int) -> dict[str, int]:
     cols = {h.strip(): i for i, h in enumerate(header)}
     missing = [c for c in needed if c not in cols]
     if missing:
-        raise DataError(f"{where(path, 1)}: header lacks column(s) {missing}; found {[h.strip() for h in header]}")
+        raise DataError(f"{where(path, line)}: header lacks column(s) {missing}; found {[h.strip() for h in header]}")
     return cols
 
 
@@ -271,18 +311,35 @@ def _pixels(text: str, path: Path, line: int) -> np.ndarray:
     return px.astype(np.uint8).reshape(SIDE, SIDE)
 
 
-def _write_images(pixels: list[tuple[Path, np.ndarray]]) -> None:
-    """Write each face as an 8-bit grey PNG, unless the cache already holds it."""
+def _write_images(pixels: list[tuple[Path, np.ndarray]], overwrite: set[str]) -> None:
+    """Write each face as an 8-bit grey PNG, unless the cache already holds it and its folder
+    is not in ``overwrite`` (folders written from other files)."""
     from PIL import Image
 
     from dfer.io import atomic_path
 
     for path, px in pixels:
-        if path.is_file():
+        if path.is_file() and path.parent.name not in overwrite:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             Image.fromarray(px, mode="L").save(tmp, format="PNG")
+
+
+def _read_stamp(folder: Path) -> str:
+    try:
+        return (folder / STAMP).read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _write_stamp(folder: Path, key: str) -> None:
+    """Mark ``folder`` as written whole from the files whose digest is ``key``."""
+    from dfer.io import atomic_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / STAMP) as tmp:
+        tmp.write_text(key + "\n", encoding="ascii")
 
 
 def _default_cache() -> Path:

@@ -1,0 +1,5 @@
+import sys
+
+from dfer.pretrained import main
+
+sys.exit(main())

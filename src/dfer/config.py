@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from dfer.data.table import SPLIT_NAMES
 from dfer.errors import ConfigError
 from dfer.robust.config import RobustConfig
 
@@ -153,6 +154,13 @@ class RunConfig:
                               "fold never selects a model")
         if self.data.val_fraction > 0 and self.data.source.val_split:
             raise ConfigError("set data.val_fraction or data.source.val_split, not both")
+        for src_cfg, where in ((self.data.source, "data.source"), (self.data.test_source, "data.test_source")):
+            if src_cfg is None:
+                continue
+            for key in ("train_split", "test_split", "val_split"):
+                value = getattr(src_cfg, key)
+                if value is not None and value != "all" and value not in SPLIT_NAMES:
+                    raise ConfigError(f"{where}.{key} {value!r} unknown; expected train, val, test or all")
         if self.data.crop not in ("scale", "pad"):
             raise ConfigError(f"data.crop must be scale or pad, got {self.data.crop!r}")
         if self.data.pad < 0:

@@ -283,6 +283,8 @@ class ClipTable:
 
     def split_part(self, split: Split | str) -> "ClipTable":
         """Clips of one fixed split (``"train"``, ``"val"``, ``"test"``)."""
+        if isinstance(split, str) and split not in SPLIT_NAMES:
+            raise DataError(f"{self.name}: split {split!r} unknown; expected train, val or test")
         code = SPLIT_NAMES[split] if isinstance(split, str) else Split(split)
         return self.take(self.split == code)
 

@@ -242,7 +242,7 @@ def test_registry_errors(tmp_path):
         load_source("imagenet", tmp_path)
     with pytest.raises(ConfigError, match=r"corpus kind 'afew': unknown option\(s\) \['layout'\]"):
         load_source("afew", tmp_path, layout="frames")
-    with pytest.raises(DataError, match="not a DFEW, FERV39K, AFEW, MAFW or synthetic folder"):
+    with pytest.raises(DataError, match=r"not a DFEW, FERV39K, AFEW, MAFW, FER\+ or synthetic folder"):
         detect_kind(tmp_path)
 
 

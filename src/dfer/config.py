@@ -21,11 +21,13 @@ from typing import Any
 
 import yaml
 
-from dfer.data.table import SPLIT_NAMES
+from dfer.data.table import SPLIT_NAMES, TIES
 from dfer.errors import ConfigError
 from dfer.robust.config import RobustConfig
 
 LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
+#: label modes whose training targets are built from one-hot hard labels
+HARD_LABEL_MODES = ("hard", "midas-hard", "mixup")
 
 
 @dataclass
@@ -159,14 +161,24 @@ class RunConfig:
                 continue
             for key in ("train_split", "test_split", "val_split"):
                 value = getattr(src_cfg, key)
-                if value is not None and value != "all" and value not in SPLIT_NAMES:
+                if value is not None and (value != "all" or key == "val_split") and value not in SPLIT_NAMES:
                     raise ConfigError(f"{where}.{key} {value!r} unknown; expected train, val, test or all")
         if self.data.crop not in ("scale", "pad"):
             raise ConfigError(f"data.crop must be scale or pad, got {self.data.crop!r}")
         if self.data.pad < 0:
             raise ConfigError(f"data.pad must be >= 0, got {self.data.pad}")
-        if self.data.ties not in (None, "drop", "first", "random"):
+        if self.data.ties not in (None,) + TIES:
             raise ConfigError(f"data.ties must be drop, first or random (or unset), got {self.data.ties!r}")
+        src = self.data.source
+        if src.val_split is not None:
+            if src.fold is not None:
+                raise ConfigError("data.source.val_split needs data.source.fold: null (a fixed split, not a fold)")
+            if src.val_split in (src.train_split, "all") or src.train_split == "all":
+                raise ConfigError(f"data.source.val_split {src.val_split!r} overlaps the training clips "
+                                  f"(train_split {src.train_split!r})")
+            if self.eval.select == "best_val" and src.val_split == src.test_split and self.data.test_source is None:
+                raise ConfigError(f"eval.select=best_val would select on the test clips: data.source.val_split is "
+                                  f"the test split {src.test_split!r}")
         if self.data.on_bad_clip not in ("error", "skip"):
             raise ConfigError(f"data.on_bad_clip must be 'error' or 'skip', got {self.data.on_bad_clip!r}")
         if self.data.train_subset not in ("all", "clear", "mixed"):

@@ -127,7 +127,8 @@ def format_timeline(report: dict) -> str:
     name, model = Path(report["input"]).name, report["model"]
     about = [model.get("trained_by") or ""]
     if (model.get("metrics") or {}).get("war") is not None:
-        about.append(f"FER+ Valid WAR {100 * model['metrics']['war']:.1f}%")
+        split = {"val": "Valid", "test": "Test", "train": "Train"}.get(model["metrics"].get("split"), "?")
+        about.append(f"FER+ {split} accuracy {100 * model['metrics']['war']:.1f}%")
     about = "; ".join(a for a in about if a)
     head = f"{model.get('name', model.get('model'))} on {name}" + (f" ({about})" if about else "")
     if report["status"] != "ok":

@@ -47,15 +47,7 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
     rank, world = (dist_info.rank, dist_info.world_size) if enabled else (0, 1)
     shard = np.arange(rank, len(table), world)
     part = table.take(shard) if enabled else table
-    if transform is None:
-        ds = make_dataset(part, cfg, train=False, num_clips=num_clips)
-    else:
-        from dfer.data.dataset import ClipDataset
-        from dfer.data.sampling import MultiClipSampler, SegmentSampler
-
-        sampler = (MultiClipSampler(cfg.data.num_frames, num_clips) if num_clips > 1
-                   else SegmentSampler(cfg.data.num_frames, mode="test"))
-        ds = ClipDataset(part, sampler, transform, seed=cfg.seed)
+    ds = make_dataset(part, cfg, train=False, num_clips=num_clips, transform=transform)
     loader = build_loader(ds, cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers,
                           seed=cfg.seed, epoch=0, drop_last=False)
     if enabled:
@@ -304,8 +296,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fold", type=int, default=None, help="fold of --source to use as test set")
     p.add_argument("--ties", choices=["drop", "first", "random"], default=None,
                    help="hard label of a clip whose top votes tie: first (in class order), random or drop (default "
-                        "with --pretrained: first, as FER+'s majority-vote accuracy counts them; for a run: such "
-                        "clips count only in the divergences to the votes)")
+                        "with --pretrained: first, as FER+'s majority-vote accuracy counts them; for a run: the run's "
+                        "data.ties, and unset such clips count only in the divergences to the votes)")
     p.add_argument("--face-crop", action="store_true",
                    help="with --pretrained: cut each image to the model's face crop first, as dfer predict does, for a "
                         "corpus of whole aligned faces (dfer preprocess output, DFEW's frames) rather than tight crops")
@@ -360,14 +352,15 @@ def run(args: argparse.Namespace) -> int:
     model = model.to(device)
     if args.num_clips:
         cfg.eval.num_clips = args.num_clips
+    if args.ties:
+        cfg.data.ties = args.ties
     if args.source:
         table, kind, _ = _source_table(args.source, args.split, args.fold, classes)
+        table = table.resolve_labels(cfg.data.ties, cfg.seed, f"{args.source} (test clips)", required=False)
         tag = args.tag or kind
     else:
         table = build_splits(cfg).test
         tag = args.tag
-    if args.ties:
-        table = table.resolve_labels(args.ties, cfg.seed, f"{args.source or args.run} (test clips)")
     try:
         res = evaluate_model(model, table, cfg, device, dist_info=info, run_dir=Path(args.run), tag=tag)
     finally:
@@ -381,7 +374,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_pretrained(args: argparse.Namespace) -> int:
-    from dfer.config import DataConfig, EvalConfig, SourceConfig
+    from dfer.config import DataConfig, EvalConfig, OptimConfig, SourceConfig
+    from dfer.data.table import ClipKind
     from dfer.predict import input_transform, load_model
 
     if args.run is not None:
@@ -401,9 +395,14 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     table = table.resolve_labels(args.ties or "first", 0, f"{args.source} ({part} clips)")
     index = class_index(bundle.classes, table.classes)
     model = _SharedClasses(bundle.model, index).to(bundle.device).eval()
+    # a still image is one frame: sampling it num_frames times would only repeat the same work
+    stills = bool((table.kind == ClipKind.IMAGE).all())
+    # the card's figures are fp32; autocast on a GPU would measure another model
     cfg = RunConfig(name=f"pretrained_{kind}-{part}", seed=0,
-                    data=DataConfig(source=SourceConfig(kind=kind, root=args.source), num_frames=bundle.num_frames,
+                    data=DataConfig(source=SourceConfig(kind=kind, root=args.source),
+                                    num_frames=1 if stills else bundle.num_frames,
                                     size=bundle.size, num_workers=workers, ties=args.ties or "first"),
+                    optim=OptimConfig(amp=False),
                     eval=EvalConfig(num_clips=args.num_clips or 1, batch_size=batch_size))
     out = Path(args.out or Path("runs") / cfg.name)
     if out.exists() and not out.is_dir():

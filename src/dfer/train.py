@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dfer.config import RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
+from dfer.config import HARD_LABEL_MODES, RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
 from dfer.data.table import ClipTable
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
@@ -219,11 +219,14 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
         val = table.split_part(src.val_split)
         if len(val) == 0:
             raise DataError(f"{src.root}: no clips in the validation split {src.val_split!r}")
-    # every hard label is decided here, before a model or a loader exists (data.ties)
-    train, test = (t.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} ({part} clips)")
-                   for t, part in ((train, "training"), (test, "test")))
+    # every hard label is decided here, before a model or a loader exists (data.ties); a tie
+    # left undecided stops only a run whose training targets are hard labels
+    hard_targets = cfg.label_mode in HARD_LABEL_MODES
+    test_root = cfg.data.test_source.root if cfg.data.test_source is not None else src.root
+    train = train.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} (training clips)", required=hard_targets)
+    test = test.resolve_labels(cfg.data.ties, cfg.seed, f"{test_root} (test clips)", required=False)
     if val is not None:
-        val = val.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} (validation clips)")
+        val = val.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} (validation clips)", required=False)
     if len(train) == 0:
         raise DataError(f"{src.root}: no training clips for fold={src.fold} split={src.train_split!r}")
     if len(test) == 0:
@@ -245,7 +248,9 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
     return Splits(classes, train, val, test, reports)
 
 
-def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1, sampler=None):
+def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1, sampler=None, transform=None):
+    """The dataset of ``table`` as ``cfg`` samples and transforms it; ``transform`` replaces
+    the config's (a model with its own input pipeline, e.g. the shipped one)."""
     from dfer.data.dataset import ClipDataset
     from dfer.data.sampling import MultiClipSampler, SegmentSampler
     from dfer.data.transforms import build_transforms
@@ -259,8 +264,9 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
         sampler = MultiClipSampler(d.num_frames, num_clips)
     else:
         sampler = SegmentSampler(d.num_frames, mode="test")
-    transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
-                                 pad=d.pad)
+    if transform is None:
+        transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
+                                     pad=d.pad)
     # clips that fail the disk check are dropped (and listed) before this point; a clip that
     # still fails to decode mid-run stops the run unless the user asked to skip bad clips
     return ClipDataset(table, sampler, transform, seed=cfg.seed,

@@ -52,6 +52,9 @@ SPLIT_NAMES = {"": Split.NONE, "none": Split.NONE, "train": Split.TRAIN, "traini
                "test": Split.TEST, "testing": Split.TEST}
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+#: rules for the hard label of a clip whose top votes tie (``data.ties``)
+TIES = ("drop", "first", "random")
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
@@ -212,17 +215,21 @@ class ClipTable:
             lab[np.flatnonzero(need)] = np.where(tie, -1, v.argmax(axis=1))
         return lab
 
-    def resolve_labels(self, ties: str | None, seed: int = 0, where: str = "") -> "ClipTable":
+    def resolve_labels(self, ties: str | None, seed: int = 0, where: str = "", *,
+                       required: bool = True) -> "ClipTable":
         """This table with every clip's hard label decided, or an error that says how.
 
         A clip with a given label keeps it; otherwise its label is the class with the most
-        votes. Where the top votes tie, ``ties`` decides: ``"drop"`` leaves the clip out,
-        ``"first"`` takes the first tied class in class order, ``"random"`` a tied class
-        drawn with ``seed`` (the same clip gets the same draw in any subset of the table).
+        votes. Where the top votes tie, ``ties`` (one of :data:`TIES`) decides: ``"drop"``
+        leaves the clip out, ``"first"`` takes the first tied class in class order,
+        ``"random"`` a tied class drawn with ``seed`` (the same clip gets the same draw in
+        any subset of the table). With ``ties`` None a tied clip keeps label -1 (no hard
+        label: it counts only in the divergences to the votes) unless ``required``.
 
         Raises:
-            DataError: ``ties`` is None and some clip ties, or a clip has neither votes nor
-                a label; the message gives the count, an example clip and the setting.
+            DataError: ``ties`` is None, ``required`` and some clip ties, or a clip has
+                neither votes nor a label; the message gives the count, an example clip
+                and the setting.
         """
         at = where or self.name
         none = (self.label < 0) & ~self.has_votes
@@ -234,12 +241,16 @@ class ClipTable:
         v = self.votes[need]
         top = v == v.max(axis=1, keepdims=True)
         tied = top.sum(axis=1) > 1
+        if ties not in (None,) + TIES:
+            raise DataError(f"data.ties must be drop, first or random, got {ties!r}")
+        if ties is None and not required:
+            pick = np.where(tied, -1, v.argmax(axis=1))
+            lab[np.flatnonzero(need)] = pick
+            return self.with_columns(label=lab.astype(np.int16))
         if tied.any() and ties is None:
             raise DataError(f"{at}: {int(tied.sum())} clip(s) have a tie for the most votes (e.g. "
                             f"{_ids(self.clip_id[need][tied][:3])}); set data.ties=drop, first or random to "
                             f"decide their hard label")
-        if ties not in (None, "drop", "first", "random"):
-            raise DataError(f"data.ties must be drop, first or random, got {ties!r}")
         pick = v.argmax(axis=1)
         if ties == "random" and tied.any():
             ids = self.clip_id[need][tied]

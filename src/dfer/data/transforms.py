@@ -103,7 +103,9 @@ class RandomPadCrop:
     """Pad every frame by ``pad`` pixels of zeros, take a random crop of the frame's own size
     at the same place in every frame, and resize it to ``size`` x ``size``.
 
-    A translation of up to ``pad`` pixels that keeps the scale and the aspect: the classic
+    On a square frame, a translation of up to ``pad`` pixels that keeps the scale and the
+    aspect (a non-square frame is also resized to a square, unlike the test path's short-side
+    resize and centre crop; use it on square faces). The classic
     augmentation of small still images (CIFAR, FER2013), where the TSN multi-scale crop of
     :class:`RandomScaleCrop` zooms a 48-px face by up to 1.5x and distorts it.
     """

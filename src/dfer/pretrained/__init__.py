@@ -40,7 +40,8 @@ __all__ = ["NAME", "weights_path", "read_pretrained", "pretrained_info", "build_
 NAME = "ferplus"
 WEIGHTS_FILE = "ferplus_resnet18.safetensors"
 _META_KEY = "dfer_pretrained"
-_REINSTALL = "reinstall dfer (pip install --force-reinstall --no-deps dfer, or pip install -e . in a clone)"
+_REINSTALL = ("reinstall dfer (pip install --force-reinstall --no-deps with the dfer package you installed; in a "
+              "clone: git checkout -- src/dfer/pretrained)")
 
 
 def weights_path() -> Path:
@@ -112,8 +113,9 @@ def build_model(path: str | os.PathLike | None = None, device: str | torch.devic
 
 def trunk_state(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The shipped ResNet-18 trunk in torchvision's keys (``conv1.weight``, ...), no classifier."""
-    state, _ = read_pretrained(path)
-    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    from dfer.models.weights import backbone_state
+
+    return backbone_state(read_pretrained(path)[0])
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, face_crop: float = 1.0,
@@ -135,9 +137,14 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
 
     run_dir = Path(run_dir)
     model, cfg, classes = load_run(run_dir, which="last", device=torch.device("cpu"))
+    if cfg.data.num_frames != 1 or not 0 < face_crop <= 1 or num_frames < 1:
+        raise ConfigError(f"{run_dir}: the shipped model is a one-frame face model with a face crop in (0, 1]; "
+                          f"this run has data.num_frames={cfg.data.num_frames} (face_crop {face_crop}, "
+                          f"num_frames {num_frames})")
     if metrics is None and (run_dir / "results.json").is_file():
         res = json.loads((run_dir / "results.json").read_text())
-        metrics = {k: res.get(k) for k in ("war", "uar", "kl", "ece", "per_class_recall", "num_clips")}
+        metrics = {k: res.get(k) for k in ("war", "uar", "kl_to_votes", "ece", "per_class_recall", "num_clips")}
+        metrics["split"] = cfg.data.source.test_split
     meta = {"model": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "classes": list(classes),
             "size": int(cfg.data.size), "num_frames": int(num_frames), "grey": True,
             "face_crop": float(face_crop), "mean": list(_norm()[0]), "std": list(_norm()[1]),
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="write a finished FER+ run as dfer's shipped model")
     p.add_argument("run_dir")
     p.add_argument("--out", help=f"file to write (default: {weights_path()})")
-    p.add_argument("--face-crop", type=float, default=1.0,
+    p.add_argument("--face-crop", type=float, required=True,
                    help="centred fraction of the aligned 256x256 face that matches the training framing")
     p.add_argument("--num-frames", type=int, default=8, help="frames per window for dfer predict (default 8)")
     args = p.parse_args(argv)

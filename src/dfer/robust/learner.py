@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.config import HARD_LABEL_MODES
 from dfer.data.table import ClipTable
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
 from dfer.robust.config import RobustConfig
 from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_scores
 
-HARD_LABEL_MODES = ("hard", "midas-hard", "mixup")
 CSV_FIELDS = ["epoch", "passes", "skipped", "label_uar", "clean", "hard", "noisy", "mean_agreement", "mean_weight",
               "noisy_precision", "noisy_recall", "hard_precision", "hard_recall", "truth_noisy", "truth_hard"]
 

@@ -26,12 +26,14 @@ Splits: ``FER2013Train`` / ``Training`` -> train, ``FER2013Valid`` / ``PublicTes
 ``FER2013Test`` / ``PrivateTest`` -> test.
 
 Votes are the eight emotion columns; soft labels are those votes over their sum (the
-``unknown`` and ``NF`` votes are left out, as FER+ does). The paper drops an image whose
+``unknown`` and ``NF`` votes are left out, as FER+ does). The FER+ paper drops an image whose
 most votes go to ``unknown`` or ``NF`` (an emotion tied with them keeps the image):
 ``exclude_unknown=True``, the default. With it off, an image with no emotion vote at all
 keeps NaN votes, and training stops on it before anything is built (see
 :meth:`dfer.data.table.ClipTable.resolve_labels`, which also decides the hard label of the
-images whose top emotion votes tie: ``data.ties``).
+images whose top emotion votes tie: ``data.ties``). This is the paper's exclusion rule only:
+FER+'s own training script also zeroes single votes as outliers and, for majority-vote
+training, drops images without a strict majority; dfer keeps every vote as given.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.data.corpora.textio import read_text
-from dfer.data.table import ClipKind, ClipTable, Split
+from dfer.data.table import SPLIT_NAMES, ClipKind, ClipTable, Split
 from dfer.emotions import FERPLUS8
 from dfer.errors import DataError, where
 
@@ -131,12 +133,12 @@ def _wanted_splits(splits) -> set[int]:
         return {int(s) for _, s in FOLDERS.values()}
     if isinstance(splits, str):
         splits = [s.strip() for s in splits.split(",") if s.strip()]
-    names = {"train": Split.TRAIN, "val": Split.VAL, "test": Split.TEST}
     out = set()
     for s in splits:
-        if s not in names:
+        code = SPLIT_NAMES.get(str(s).lower())
+        if code not in (Split.TRAIN, Split.VAL, Split.TEST):
             raise DataError(f"FER+ split {s!r} unknown; expected train, val or test")
-        out.add(int(names[s]))
+        out.add(int(code))
     if not out:
         raise DataError("FER+ splits: none given; expected some of train, val, test")
     return out
@@ -249,7 +251,10 @@ def _read_kaggle(kaggle: Path, new: Path, wanted: set[int], cache):
     for p in (kaggle, new):
         st = p.stat()
         digest.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-    cache_dir = Path(os.path.abspath(cache)) if cache else _default_cache() / digest.hexdigest()[:16]
+    # the default folder is keyed on where the CSV files lie, not on their contents: an edited
+    # or touched pair rewrites its folder (the stamp below) instead of leaving an orphan beside it
+    where_from = hashlib.sha256(f"{kaggle.resolve()}:{new.resolve()}".encode()).hexdigest()[:16]
+    cache_dir = Path(os.path.abspath(cache)) if cache else _default_cache() / where_from
     key = digest.hexdigest()
     # a folder of the cache written whole from these very files is trusted (its rows were all
     # checked then); any other is checked and written again, so that an explicit cache= never

@@ -40,3 +40,24 @@ def synthetic_dfew(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "DFEW"
     write_synthetic_dfew(root, SynthConfig(num_clips=70, num_frames=10, size=48, seed=0))
     return root
+
+
+def write_random_run(run_dir: Path, size: int = 32, num_frames: int = 2) -> Path:
+    """A run directory as dfer train writes it, holding an untrained TSM-R18 (no training)."""
+    import json
+
+    import torch
+
+    from dfer.config import RunConfig, dump_config, from_dict
+    from dfer.emotions import BASIC7
+    from dfer.models import create_model
+    from dfer.train import save_checkpoint
+
+    cfg = from_dict(RunConfig, {"data": {"size": size, "num_frames": num_frames}})
+    run_dir.mkdir(parents=True)
+    dump_config(cfg, run_dir / "config.yaml")
+    (run_dir / "classes.json").write_text(json.dumps(list(BASIC7)))
+    model = create_model(cfg.model.name, num_classes=len(BASIC7), dropout=cfg.model.dropout)
+    save_checkpoint(run_dir / "checkpoints" / "last.safetensors", model,
+                    torch.optim.SGD(model.parameters(), lr=0.1), None, None, {"epoch": 1})
+    return run_dir

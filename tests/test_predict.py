@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_random_run
 from dfer.cli import main
 from dfer.errors import ConfigError, DataError
 from dfer.predict import (
@@ -183,26 +184,9 @@ def test_stream_shorter_than_the_plan_is_a_data_error():
 
 
 # ---------------------------------------------------------------------------- runs
-def _write_random_run(run_dir: Path, size: int = 32, num_frames: int = 4) -> Path:
-    """A run directory as dfer train writes it, holding an untrained TSM-R18 (no training)."""
-    from dfer.config import RunConfig, dump_config, from_dict
-    from dfer.emotions import BASIC7
-    from dfer.models import create_model
-    from dfer.train import save_checkpoint
-
-    cfg = from_dict(RunConfig, {"data": {"size": size, "num_frames": num_frames}})
-    run_dir.mkdir(parents=True)
-    dump_config(cfg, run_dir / "config.yaml")
-    (run_dir / "classes.json").write_text(json.dumps(list(BASIC7)))
-    model = create_model(cfg.model.name, num_classes=len(BASIC7), dropout=cfg.model.dropout)
-    save_checkpoint(run_dir / "checkpoints" / "last.safetensors", model,
-                    torch.optim.SGD(model.parameters(), lr=0.1), None, None, {"epoch": 1})
-    return run_dir
-
-
 @pytest.fixture(scope="session")
 def random_run(tmp_path_factory) -> Path:
-    return _write_random_run(tmp_path_factory.mktemp("predict") / "random")
+    return write_random_run(tmp_path_factory.mktemp("predict") / "random", num_frames=4)
 
 
 @pytest.fixture(scope="session")

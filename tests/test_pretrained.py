@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+from conftest import write_random_run
 from dfer.cli import main
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.emotions import BASIC7, FERPLUS8
@@ -237,24 +238,8 @@ def test_shipped_model_input_is_the_centre_crop_of_the_aligned_face_in_grey():
     torch.testing.assert_close(no_crop, _reference(face, 0, 0, 256, 256, 64), rtol=0, atol=1e-6)
 
 
-def _write_random_run(run_dir: Path, size: int = 32, num_frames: int = 2) -> Path:
-    """A run directory as dfer train writes it, holding an untrained TSM-R18."""
-    from dfer.config import RunConfig, dump_config, from_dict
-    from dfer.models import create_model
-    from dfer.train import save_checkpoint
-
-    cfg = from_dict(RunConfig, {"data": {"size": size, "num_frames": num_frames}})
-    run_dir.mkdir(parents=True)
-    dump_config(cfg, run_dir / "config.yaml")
-    (run_dir / "classes.json").write_text(json.dumps(list(BASIC7)))
-    model = create_model(cfg.model.name, num_classes=len(BASIC7), dropout=cfg.model.dropout)
-    save_checkpoint(run_dir / "checkpoints" / "last.safetensors", model,
-                    torch.optim.SGD(model.parameters(), lr=0.1), None, None, {"epoch": 1})
-    return run_dir
-
-
 def test_a_run_trained_by_the_user_keeps_its_colour_and_whole_face(tmp_path):
-    run_bundle = load_model(run=str(_write_random_run(tmp_path / "run")), device="cpu")
+    run_bundle = load_model(run=str(write_random_run(tmp_path / "run")), device="cpu")
     assert run_bundle.grey is False and run_bundle.face_crop == 1.0
     assert set(run_bundle.source) == {"run", "which", "model", "size", "num_frames"}  # the report as before
     face = np.random.default_rng(2).integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
@@ -376,8 +361,6 @@ def _read_predictions(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("split,folder", [("val", "FER2013Valid"), ("train", "FER2013Train")])
 def test_evaluate_pretrained_accuracy_is_the_direct_computation(split, folder, tmp_path):
-    if not (FERPLUS_FIXTURE / folder / "label.csv").is_file():
-        pytest.skip(f"{FERPLUS_FIXTURE / folder} not there")
     rows = _ferplus_rows(FERPLUS_FIXTURE / folder)
     probs = _direct_probabilities([FERPLUS_FIXTURE / folder / name for name, _ in rows])
     labels = np.array([lab for _, lab in rows])
@@ -401,8 +384,6 @@ def test_evaluate_pretrained_accuracy_is_the_direct_computation(split, folder, t
 
 
 def test_evaluate_pretrained_ties_and_the_kaggle_form(tmp_path, monkeypatch):
-    if not (FERPLUS_FIXTURE / "kaggle" / "fer2013new.csv").is_file():
-        pytest.skip(f"{FERPLUS_FIXTURE} not there")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where the Kaggle form's PNGs go
     results = {}
     for name, source, ties in (("folders", f"ferplus:{FERPLUS_FIXTURE}", []),
@@ -425,8 +406,6 @@ def test_evaluate_pretrained_ties_and_the_kaggle_form(tmp_path, monkeypatch):
 
 def test_evaluate_pretrained_on_a_basic7_corpus_drops_contempt_and_renormalises(tmp_path):
     folder = FERPLUS_FIXTURE / "FER2013Valid"
-    if not (folder / "label.csv").is_file():
-        pytest.skip(f"{folder} not there")
     rows = [(name, FERPLUS8[lab]) for name, lab in _ferplus_rows(folder) if FERPLUS8[lab] != "contempt"]
     manifest = tmp_path / "faces.csv"
     manifest.write_text("path,label,split\n" + "".join(f"{folder / n},{lab},val\n" for n, lab in rows))
@@ -449,8 +428,6 @@ def test_evaluate_pretrained_on_a_basic7_corpus_drops_contempt_and_renormalises(
 
 def test_evaluate_pretrained_face_crop_option_uses_the_files_crop(tmp_path, monkeypatch):
     folder = FERPLUS_FIXTURE / "FER2013Valid"
-    if not (folder / "label.csv").is_file():
-        pytest.skip(f"{folder} not there")
     monkeypatch.setenv("DFER_PRETRAINED", str(_with_metadata(tmp_path / "half_crop.safetensors", face_crop=0.5)))
     rows = _ferplus_rows(folder)
     got = {}
@@ -540,3 +517,36 @@ def test_trained_model_sees_the_smile_and_changes_smoothly(videos_dir, bundle, d
     across = _tv(q[:, None], np.array([p[i] for i in smiling])[None]).ravel()
     assert neighbours.mean() < 0.1 and neighbours.max() < 0.35
     assert neighbours.mean() < 0.5 * across.mean()
+
+
+# ---------------------------------------------------------------------------- writing the shipped file
+def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
+    from dfer.evaluate import load_run
+    from dfer.pretrained import build_model, export_run, read_pretrained
+
+    run = write_random_run(tmp_path / "run", size=32, num_frames=1)
+    out = export_run(run, tmp_path / "shipped.safetensors", face_crop=0.8, num_frames=8,
+                     metrics={"war": 0.5, "split": "val"})
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    state, meta = read_pretrained(out)
+    assert meta["face_crop"] == 0.8 and meta["num_frames"] == 8 and meta["size"] == 32 and meta["grey"] is True
+    assert meta["classes"] == list(BASIC7) and meta["metrics"] == {"war": 0.5, "split": "val"}
+    source, _, _ = load_run(run, which="last")
+    for k, v in source.state_dict().items():
+        expected = v.half().float() if v.is_floating_point() else v  # shipped as fp16
+        torch.testing.assert_close(state[k], expected, rtol=0, atol=0)
+    model, _ = build_model(out)
+    x = torch.randn(2, 1, 3, 32, 32)
+    torch.testing.assert_close(model(x), source.half().float()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_export_refuses_a_multi_frame_run_and_needs_a_measured_face_crop(tmp_path, capsys):
+    from dfer.pretrained import main as export_main
+
+    run = write_random_run(tmp_path / "run", size=32, num_frames=2)
+    assert export_main([str(run), "--out", str(tmp_path / "x.safetensors"), "--face-crop", "0.8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one-frame face model" in err[0] and "num_frames=2" in err[0]
+    assert not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(SystemExit):
+        export_main([str(run)])  # --face-crop is required: the value is measured, never a default

@@ -19,10 +19,10 @@ import json
 import time
 from pathlib import Path
 
+from dfer.config import RunConfig, from_dict
+
 #: the real face video of the test suite, beside the package in a source checkout
 DEMO_VIDEO = Path(__file__).resolve().parents[2] / "tests" / "data" / "videos" / "single_face.mp4"
-
-from dfer.config import RunConfig, from_dict
 
 #: label modes of Table 2, in its row order
 TABLE2_MODES = (("Hard", "hard"), ("Soft", "soft"), ("MIDAS", "midas"))

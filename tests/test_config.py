@@ -54,11 +54,20 @@ def test_bad_overrides_name_the_key(override, message):
 
 
 def test_validation_split_comes_from_the_adapter_or_a_fraction_not_both():
-    cfg = load_config(None, ["data.source.val_split=val", "eval.select=best_val"])  # FER+ Valid selects
+    fixed = ["data.source.fold=null"]  # a fixed split (FER+ Valid), not a cross-validation fold
+    cfg = load_config(None, fixed + ["data.source.val_split=val", "eval.select=best_val"])  # FER+ Valid selects
     assert cfg.data.source.val_split == "val" and cfg.eval.select == "best_val"
     assert load_config(None, ["data.val_fraction=0.1", "eval.select=best_val"]).data.source.val_split is None
     with pytest.raises(ConfigError, match=r"set data\.val_fraction or data\.source\.val_split, not both"):
-        load_config(None, ["data.source.val_split=val", "data.val_fraction=0.1"])
+        load_config(None, fixed + ["data.source.val_split=val", "data.val_fraction=0.1"])
+    with pytest.raises(ConfigError, match=r"val_split needs data\.source\.fold: null"):
+        load_config(None, ["data.source.val_split=val"])
+    with pytest.raises(ConfigError, match=r"overlaps the training clips"):
+        load_config(None, fixed + ["data.source.val_split=train"])
+    with pytest.raises(ConfigError, match=r"would select on the test clips"):
+        load_config(None, fixed + ["data.source.val_split=test", "eval.select=best_val"])
+    # monitoring the test split every epoch selects nothing with eval.select=last
+    assert load_config(None, fixed + ["data.source.val_split=test"]).eval.select == "last"
     with pytest.raises(ConfigError, match=r"needs data\.val_fraction > 0 or data\.source\.val_split"):
         load_config(None, ["eval.select=best_val"])
 

@@ -61,3 +61,13 @@ def write_random_run(run_dir: Path, size: int = 32, num_frames: int = 2) -> Path
     save_checkpoint(run_dir / "checkpoints" / "last.safetensors", model,
                     torch.optim.SGD(model.parameters(), lr=0.1), None, None, {"epoch": 1})
     return run_dir
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

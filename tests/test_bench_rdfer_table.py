@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from dfer.config import RunConfig, from_dict
 from dfer.errors import ConfigError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rdfer_table.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("rdfer_table", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("rdfer_table")
 
 
 def test_robust_settings_reach_the_run_config(bench, tmp_path):

@@ -22,6 +22,7 @@ ROWS = (
     ("midas (softmax, tau=1: paper-literal on probabilities)", "midas", {"normalise": "softmax", "temperature": 1.0}),
     ("midas (softmax, tau=1/10: softmax over vote counts)", "midas", {"normalise": "softmax", "temperature": 0.1}),
     ("midas-hard (none)", "midas-hard", {"normalise": "none"}),
+    ("mixup", "mixup", {}),
 )
 
 

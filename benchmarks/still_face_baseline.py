@@ -151,23 +151,27 @@ def naive_arm(train: tuple, valid: tuple, *, epochs: int, seed: int, device: str
 
 
 # ---------------------------------------------------------------------- (b) dfer's recipe
-def dfer_overrides(root: Path, a: argparse.Namespace) -> list[str]:
+def dfer_overrides(root: Path, a: argparse.Namespace, extra: tuple[str, ...] = ()) -> list[str]:
+    """The recipe's overrides for a run on ``root`` (Valid as its test split), then ``extra``."""
     ov = [f"data.source.root={root}", "data.source.options={splits: [train, val]}", "data.source.test_split=val",
           "data.source.val_split=null", f"optim.epochs={a.epochs}", f"seed={a.seed}", f"threads={a.threads}",
           f"device={a.device}", "tensorboard=false", "progress=false"]
     if a.num_workers is not None:
         ov.append(f"data.num_workers={a.num_workers}")
-    return ov
+    return ov + list(extra)
 
 
-def dfer_arm(root: Path, run_dir: Path, a: argparse.Namespace) -> tuple[dict[str, np.ndarray], dict]:
-    """Train dfer's recipe; ({clip id: probabilities on Valid}, what to report of the run)."""
+def dfer_arm(root: Path, run_dir: Path, a: argparse.Namespace,
+             extra: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], dict]:
+    """Train dfer's recipe (then the overrides ``extra``); ({clip id: probabilities on Valid},
+    what to report of the run)."""
     from dfer.config import load_config
     from dfer.emotions import FERPLUS8
     from dfer.evaluate import load_run, predict_table
     from dfer.train import build_splits, train
 
-    cfg = load_config(RECIPE, dfer_overrides(root, a))
+    overrides = dfer_overrides(root, a, extra)
+    cfg = load_config(RECIPE, overrides)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON only
         train(cfg, run_dir=run_dir, restart=True)
@@ -180,7 +184,7 @@ def dfer_arm(root: Path, run_dir: Path, a: argparse.Namespace) -> tuple[dict[str
     probs = predict_table(model, splits.test, cfg, torch.device(a.device))
     return dict(zip(splits.test.clip_id.tolist(), probs)), {
         "train_seconds": train_s, "eval_seconds": time.perf_counter() - t0, "train_images": len(splits.train),
-        "run_dir": str(run_dir), "recipe": str(RECIPE.relative_to(REPO)), "overrides": dfer_overrides(root, a)}
+        "run_dir": str(run_dir), "recipe": str(RECIPE.relative_to(REPO)), "overrides": overrides}
 
 
 # ---------------------------------------------------------------------- driver

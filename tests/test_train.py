@@ -77,6 +77,42 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_weights(syntheti
     assert (cut / "checkpoints" / "last.safetensors").stat().st_mtime_ns == before
 
 
+def _interrupt_at_step(monkeypatch, step_to_stop: int):
+    real_lr_at = train_mod.lr_at
+
+    def interrupting_lr_at(step, *a, **k):
+        if step == step_to_stop:
+            raise KeyboardInterrupt
+        return real_lr_at(step, *a, **k)
+
+    monkeypatch.setattr(train_mod, "lr_at", interrupting_lr_at)
+    return lambda: monkeypatch.setattr(train_mod, "lr_at", real_lr_at)
+
+
+@pytest.mark.slow
+def test_resume_with_loader_workers_is_exact_and_workers_do_not_change_results(synthetic_dfew, tmp_path, monkeypatch):
+    """Persistent workers make the DataLoader draw its base seed in a process's first epoch
+    only; that draw must not come from the global stream that dropout uses."""
+    workers = {"data.num_workers": 2, "model.dropout": 0.5}
+    full = train(tiny_config(synthetic_dfew, tmp_path, name="w2_full", **workers))
+    cfg = tiny_config(synthetic_dfew, tmp_path, name="w2_cut", **workers)
+    restore = _interrupt_at_step(monkeypatch, 9)  # in epoch 2: the resumed process starts there
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    restore()
+    cut = train(cfg)
+    serial = train(tiny_config(synthetic_dfew, tmp_path, name="w0", **{**workers, "data.num_workers": 0}))
+    a = model_tensors(full)
+    for other in (cut, serial):
+        b = model_tensors(other)
+        assert a.keys() == b.keys() and len(a) > 50
+        for k in a:
+            assert torch.equal(a[k], b[k]), (other.name, k)
+        assert (other / "predictions.csv").read_text() == (full / "predictions.csv").read_text()
+    loss = [[r["train_loss"] for r in csv.DictReader(open(r / "metrics.csv"))] for r in (full, cut, serial)]
+    assert loss[0] == loss[1] == loss[2] and len(loss[0]) == 2
+
+
 def _finished_checkpoint(run: Path, state: dict) -> None:
     from safetensors.torch import save_file
 

@@ -223,6 +223,13 @@ def build_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool, num_wo
         extra = dict(persistent_workers=True, worker_init_fn=_worker_init)
         if prefetch_factor is not None:
             extra["prefetch_factor"] = prefetch_factor
+    # The DataLoader draws its workers' base seed when it first builds an iterator: from the
+    # global stream unless it has a generator. With persistent workers that draw happens in
+    # the first epoch of each process only, so a resumed run would see another global stream
+    # (dropout masks) than the uninterrupted one, and num_workers would change results. Its
+    # own generator keeps the global stream untouched; items are seeded by (seed, epoch,
+    # index) anyway, so no result depends on the workers' seeds.
+    generator = torch.Generator().manual_seed(item_seed(seed, 0, 0, stream=5))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate, drop_last=drop_last,
+                      collate_fn=collate, drop_last=drop_last, generator=generator,
                       pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory, **extra)

@@ -64,7 +64,7 @@ def test_error_lists_every_bad_clip_in_one_message(corpus):
     assert "4 bad: 1 fewer frames than listed, 1 missing, 1 no frames, 1 unreadable" in msg
     for cid in ("short", "missing", "empty", "broken"):
         assert f"{cid} (" in msg
-    assert "good (" not in msg and "--on-bad-clip skip" in msg
+    assert "good (" not in msg and "data.on_bad_clip=skip" in msg and "--on-bad-clip skip" in msg
 
 
 def test_skip_filters_lists_and_corrects_counts(corpus, tmp_path):

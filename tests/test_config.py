@@ -47,6 +47,24 @@ def test_overrides_go_through_the_same_typed_path(tmp_path):
     ("data.pad=2.5", r"config\.data\.pad: expected an integer"),
     ("data.ties=majority", r"data\.ties must be drop, first or random \(or unset\), got 'majority'"),
     ("data.ties=true", r"data\.ties"),
+    # numbers outside the range in which they mean something
+    ("eval.every=0", r"eval\.every must be >= 1, got 0"),
+    ("log_every=0", r"log_every must be >= 1, got 0"),
+    ("threads=-1", r"threads must be >= 0 \(0: torch's default\), got -1"),
+    ("seed=-5", r"seed must be an integer in \[0, 2\^32\), got -5"),
+    ("seed=99999999999999999999999", r"seed must be an integer in \[0, 2\^32\)"),
+    ("optim.grad_clip=-1", r"optim\.grad_clip must be > 0, or null for none, got -1\.0"),
+    ("optim.warmup_epochs=-1", r"optim\.warmup_epochs must be in \[0, optim\.epochs=450\], got -1\.0"),
+    ("eval.num_clips=0", r"eval\.num_clips must be >= 1, got 0"),
+    ("device=tpu", r"device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    ("device=cuda:x", r"device must be auto, cpu, cuda or cuda:N"),
+    ("model.dropout=1", r"model\.dropout must be in \[0, 1\)"),
+    ("mixing.normalise=soft", r"mixing\.normalise must be none, softmax or renormalise, got 'soft'"),
+    ("mixing.temperature=0", r"mixing\.temperature must be > 0"),
+    ("data.num_workers=-2", r"data\.num_workers must be >= 0"),
+    ("data.scales=[1.5]", r"data\.scales must be fractions in \(0, 1\]"),
+    ("optim.momentum=1", r"optim\.momentum must be in \[0, 1\)"),
+    ("optim.lr=[1, 2", r"override 'optim\.lr=\[1, 2': cannot parse value: [^\n]*$"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -89,6 +107,12 @@ def test_bad_yaml_names_the_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match=r"config file .*missing\.yaml not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_base_that_is_not_one_file_name_is_refused(tmp_path):
+    (tmp_path / "r.yaml").write_text("base: [a.yaml, b.yaml]\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: 'base' must be one file name, got \['a\.yaml', 'b\.yaml'\]"):
+        load_config(tmp_path / "r.yaml")
 
 
 def test_base_files_merge_and_cycles_are_caught(tmp_path):

@@ -213,6 +213,12 @@ def test_vote_rows_not_summing_to_the_annotators(corpus):
     with pytest.raises(DataError, match=re.escape(f"{corpus / SHEET}: 1 vote row(s) do not sum to 10 annotators: "
                                                   f"row {row} (clip {cid}) sums to 11")):
         load_dfew(corpus)
+    # the remedy the message names, as a setting
+    from dfer.config import load_config
+    from dfer.data.corpora.registry import load_source
+
+    src = load_config(None, [f"data.source.root={corpus}", "data.source.options.check_annotators=null"]).data.source
+    assert load_source(src.kind, src.root, **src.options).meta["vote_sums"][11] == 1
     t = load_dfew(corpus, check_annotators=None)
     assert t.meta["vote_sums"][11] == 1
     i = t.clip_id.tolist().index(cid)

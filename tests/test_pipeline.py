@@ -88,8 +88,9 @@ def test_changed_settings_redo_and_half_written_folders_are_discarded(batch_src,
     out = tmp_path / "out"
     args = ["preprocess", str(batch_src / "Happy"), str(out), *FAST]
     assert main(args) == 0
-    # a folder without its record (killed between rename and record) is never taken as done
-    (out / ".done" / "face.json").unlink()
+    # a folder without its record (killed between rename and record: the intent to rename is
+    # left) is never taken as done, and is replaced as dfer's own
+    (out / ".done" / "face.json").rename(out / ".done" / "face.json.renaming")
     (out / "face" / "00072.jpg").unlink()
     assert main(args) == 0
     assert "0 already done" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -191,7 +192,38 @@ class RunConfig:
             raise ConfigError(f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}")
         if self.mixing.alpha <= 0:
             raise ConfigError(f"mixing.alpha must be > 0, got {self.mixing.alpha}")
+        self._validate_ranges()
         return self
+
+    def _validate_ranges(self) -> None:
+        """Numbers outside the range in which they mean something, and enumerations."""
+        o, d, e, m = self.optim, self.data, self.eval, self.mixing
+        checks = (
+            ("seed", 0 <= self.seed < 2**32, "an integer in [0, 2^32)", self.seed),
+            ("threads", self.threads >= 0, ">= 0 (0: torch's default)", self.threads),
+            ("log_every", self.log_every >= 1, ">= 1", self.log_every),
+            ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+             "auto, cpu, cuda or cuda:N", self.device),
+            ("data.num_workers", d.num_workers >= 0, ">= 0", d.num_workers),
+            ("data.scales", bool(d.scales) and all(0 < x <= 1 for x in d.scales), "fractions in (0, 1]",
+             d.scales),
+            ("model.dropout", 0 <= self.model.dropout < 1, "in [0, 1)", self.model.dropout),
+            ("optim.momentum", 0 <= o.momentum < 1, "in [0, 1)", o.momentum),
+            ("optim.weight_decay", o.weight_decay >= 0, ">= 0", o.weight_decay),
+            ("optim.warmup_epochs", 0 <= o.warmup_epochs <= o.epochs, f"in [0, optim.epochs={o.epochs}]",
+             o.warmup_epochs),
+            ("optim.grad_clip", o.grad_clip is None or o.grad_clip > 0, "> 0, or null for none", o.grad_clip),
+            ("mixing.normalise", m.normalise in ("none", "softmax", "renormalise"), "none, softmax or renormalise",
+             m.normalise),
+            ("mixing.temperature", m.temperature > 0, "> 0", m.temperature),
+            ("mixing.lam_per", m.lam_per in (None, "sample", "batch"), "sample, batch or null", m.lam_per),
+            ("eval.every", e.every >= 1, ">= 1", e.every),
+            ("eval.num_clips", e.num_clips >= 1, ">= 1", e.num_clips),
+            ("eval.batch_size", e.batch_size >= 1, ">= 1", e.batch_size),
+        )
+        for name, ok, accepted, value in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {accepted}, got {value!r}")
 
     def run_name(self) -> str:
         """A name that encodes the protocol, mmaction2-style: tsm_resnet18_midas-a0.4_dfew-fold1."""
@@ -290,7 +322,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {ov!r}: cannot parse value: {e}") from None
+            raise ConfigError(f"override {ov!r}: cannot parse value: {str(e).splitlines()[0]}") from None
         _set_path(data, key.strip().split("."), value, ov)
     return from_dict(RunConfig, data, where=str(path) if path else "config").validate()
 
@@ -307,6 +339,8 @@ def _read_yaml(path: Path, seen: tuple = ()) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     base = data.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be one file name, got {base!r}")
     if base:
         merged = _read_yaml((path.parent / base), seen + (path.resolve(),))
         _deep_update(merged, data)

@@ -16,6 +16,18 @@ class DfeError(Exception):
 
     exit_code = 2
 
+    def __init__(self, *args):
+        # A DataLoader worker's error reaches the main process rebuilt from its whole
+        # traceback ("Caught DataError in DataLoader worker process 0. Original Traceback
+        # ... dfer.errors.DataError: <message>"): keep the one-line message, as if the main
+        # process had raised it.
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught "):
+            prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
+            head, sep, message = args[0].rpartition(prefix)
+            if sep and "\nOriginal Traceback" in head:
+                args = (message.strip(),)
+        super().__init__(*args)
+
 
 class DataError(DfeError):
     """A corpus, list file, manifest, vote sheet or media file is missing or malformed."""
@@ -28,3 +40,10 @@ class ConfigError(DfeError):
 def where(path: str | os.PathLike, line: int | None = None) -> str:
     """Format a location as ``path`` or ``path:line`` for error messages."""
     return f"{os.fspath(path)}:{line}" if line is not None else os.fspath(path)
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, cut to ``limit`` characters: the part of a
+    library's error that fits in dfer's one-line messages."""
+    text = str(e).strip().splitlines()
+    return text[0][:limit] if text else ""

@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from dfer.config import RunConfig, load_config
 from dfer.data.table import ClipTable
-from dfer.errors import ConfigError, DataError
+from dfer.errors import ConfigError, DataError, first_line
 
 
 @torch.no_grad()
@@ -199,13 +199,13 @@ def load_run(run_dir: str | Path, *, which: str | None = None, device: str | tor
     from dfer.train import load_checkpoint
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run directory not found")
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} is not a dfer run directory (no config.yaml)")
     cfg = load_config(cfg_path)
-    if not (run_dir / "classes.json").is_file():
-        raise ConfigError(f"{run_dir}: no classes.json; the run never started training")
-    classes = tuple(json.loads((run_dir / "classes.json").read_text()))
+    classes = read_classes(run_dir / "classes.json")
     which = which or ("best" if cfg.eval.select == "best_val" else "last")
     ckpt = run_dir / "checkpoints" / f"{which}.safetensors"
     if not ckpt.is_file():
@@ -216,6 +216,21 @@ def load_run(run_dir: str | Path, *, which: str | None = None, device: str | tor
     load_checkpoint(ckpt, model)
     torch.set_rng_state(rng)  # loading must not disturb the caller's random stream
     return model.to(device).eval(), cfg, classes
+
+
+def read_classes(path: Path) -> tuple[str, ...]:
+    """The class names a run was trained with (``classes.json``), checked."""
+    if not path.is_file():
+        raise ConfigError(f"{path.parent}: no {path.name}; the run never started training")
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({first_line(e)}); it is damaged") from None
+    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise ConfigError(f"{path}: expected a list of two or more distinct class names, got {classes!r:.120}")
+    return tuple(classes)
+
 
 
 class _SharedClasses(torch.nn.Module):
@@ -345,6 +360,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None or args.workers is not None or args.face_crop:
         raise ConfigError("--batch-size, --workers and --face-crop go with --pretrained; a run uses its config's "
                           "eval.batch_size, data.num_workers and its own framing")
+    if (args.split is not None or args.fold is not None) and not args.source:
+        raise ConfigError("--split and --fold choose a part of --source; without --source a run is evaluated on "
+                          "the test clips of its own config")
+    if args.num_clips is not None and args.num_clips < 1:
+        raise ConfigError(f"--num-clips must be >= 1, got {args.num_clips}")
     from dfer.train import build_splits, init_distributed
 
     model, cfg, classes = load_run(args.run, which=args.checkpoint)

@@ -25,6 +25,7 @@ once, in ``<cv-name>/split/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -37,6 +38,7 @@ import numpy as np
 
 from dfer.config import RunConfig, config_hash, load_config, saved_config, to_dict
 from dfer.errors import ConfigError, DataError
+from dfer.io import exclusive_folder, refuse_foreign_folder
 
 MANIFEST = "cv.json"
 SPLIT_DIR = "split"
@@ -192,14 +194,19 @@ def run_cv(cfg: RunConfig, out_dir: str | os.PathLike | None = None, folds: list
         unknown = sorted(set(todo) - set(expected))
         if unknown:
             raise ConfigError(f"--folds {unknown} not in the folds of {cfg.data.source.root} ({expected})")
+    refuse_foreign_folder(cv_dir, (MANIFEST,), "dfer cv")
     _write_manifest(cv_dir, cfg, expected)
-    for fold in todo:
-        run_dir = fold_dir(cv_dir, fold)
-        if fold_finished(run_dir):
-            if _is_main():
-                print(f"{run_dir}: finished, not run again", file=sys.stderr)
-            continue
-        train(fold_config(cfg, fold), run_dir=run_dir)
+    with contextlib.ExitStack() as locks:
+        if _is_main():  # every fold of this job is locked before any trains: jobs of other folds
+            for fold in todo:  # may share the folder, a job that overlaps this one stops at once
+                locks.enter_context(exclusive_folder(fold_dir(cv_dir, fold), "dfer cv"))
+        for fold in todo:
+            run_dir = fold_dir(cv_dir, fold)
+            if fold_finished(run_dir):
+                if _is_main():
+                    print(f"{run_dir}: finished, not run again", file=sys.stderr)
+                continue
+            train(fold_config(cfg, fold), run_dir=run_dir)
     if summarise and _is_main():
         summarise_cv(cv_dir, write=True)
     return cv_dir
@@ -211,7 +218,7 @@ def _write_manifest(cv_dir: Path, cfg: RunConfig, expected: list[int] | None) ->
     path = cv_dir / MANIFEST
     h = _protocol_hash(cfg)
     if path.is_file():
-        old = json.loads(path.read_text())
+        old = read_manifest(cv_dir)
         if old.get("protocol_hash") != h and _saved_protocol_hash(old.get("config")) != h:
             raise ConfigError(f"{cv_dir} holds a cross-validation of a different config (protocol hash "
                               f"{old.get('protocol_hash')}, this config {h}); use another --out or name=")
@@ -235,9 +242,12 @@ def read_manifest(cv_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise DataError(f"{cv_dir} is not a dfer cv folder (no {MANIFEST}); run dfer cv first")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: expected a JSON object (name, folds, config), got {type(manifest).__name__}")
+    return manifest
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:

@@ -21,3 +21,68 @@ def atomic_path(path: str | os.PathLike):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: the lock file of a folder that one dfer process writes at a time (run, cv, preprocess OUT)
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | os.PathLike, command: str):
+    """Hold an exclusive lock on ``folder`` (created if missing) while the block runs.
+
+    The lock is ``flock`` on ``folder/.lock``, released by the kernel when the process
+    ends however it ends, so a killed run never leaves a stale lock. The holder writes its
+    pid there; a second process gets one line naming that pid (a :class:`ConfigError`).
+    The process that holds it may enter it again (``dfer cv`` locks its folds, then trains
+    each).
+    """
+    import fcntl
+
+    from dfer.errors import ConfigError
+
+    folder = Path(folder)
+    key = folder.resolve()
+    if key in _HELD:
+        yield folder
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid, _, holder = f.read().strip().partition(" ")
+        f.close()
+        raise ConfigError(f"{folder}: another {holder or 'dfer process'} (pid {pid or 'unknown'}) is writing here; "
+                          f"wait for it to end, or write elsewhere") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {command}\n")
+        f.flush()
+        _HELD.add(key)
+        yield folder
+    finally:
+        _HELD.discard(key)
+        f.close()
+
+
+_HELD: set[Path] = set()  # folders whose lock this process holds
+
+
+def refuse_foreign_folder(folder: str | os.PathLike, marks: tuple[str, ...], command: str) -> None:
+    """Raise a :class:`ConfigError` if ``folder`` holds anything but none of ``marks`` (the
+    names dfer writes first there): dfer never writes into, or deletes from, a folder it did
+    not make. A missing or empty folder (the lock file aside) is fine."""
+    from dfer.errors import ConfigError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    names = {p.name for p in folder.iterdir()} - {LOCK_NAME}
+    if names and not names & set(marks):
+        example = sorted(names)[0]
+        raise ConfigError(f"{folder} holds files that {command} did not write (e.g. {example!r}) and none of "
+                          f"{', '.join(marks)}: it writes only into a new folder or one of its own; choose "
+                          f"another name or out_dir")

@@ -65,7 +65,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dfer.errors import ConfigError, DataError, DfeError
+from dfer.errors import ConfigError, DataError, DfeError, first_line
 
 __all__ = ["PredictConfig", "WindowPlan", "window_length", "plan_windows", "ModelBundle", "load_model",
            "load_pretrained", "input_transform", "predict_file", "predict_video",
@@ -268,17 +268,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
         from dfer.evaluate import load_run
 
         run_dir = Path(run)
-        if not run_dir.is_dir():
-            raise ConfigError(f"{run_dir}: run directory not found")
-        for name in ("config.yaml", "classes.json"):
-            if not (run_dir / name).is_file():
-                raise ConfigError(f"{run_dir} is not a dfer run directory (no {name})")
-        try:
-            model, cfg, run_classes = load_run(run_dir, which=which, device=dev)
-        except DfeError:
-            raise
-        except Exception as e:  # a damaged file in the run: the user's data, not a dfer bug
-            raise ConfigError(f"{run_dir}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from None
+        model, cfg, run_classes = load_run(run_dir, which=which, device=dev)  # one line on a damaged file
         bundle = ModelBundle(model, tuple(run_classes), int(size or cfg.data.size),
                              int(num_frames or cfg.data.num_frames), dev,
                              {"run": str(run_dir), "which": which or ("best" if cfg.eval.select == "best_val" else "last"),
@@ -298,7 +288,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
             load_checkpoint(path, model)
         except Exception as e:
             raise ConfigError(f"{path}: not a dfer checkpoint for {model_name} with {len(class_names)} classes "
-                              f"({type(e).__name__}: {_first_line(e)})") from None
+                              f"({type(e).__name__}: {first_line(e)})") from None
         finally:
             torch.set_rng_state(rng)  # loading must not disturb the caller's random stream
         bundle = ModelBundle(model.to(dev).eval(), class_names, int(size or 224), int(num_frames or 8), dev,
@@ -377,10 +367,6 @@ def input_transform(bundle: ModelBundle, *, face_crop: bool = True):
     hint = math.ceil(bundle.size / bundle.face_crop) if (face_crop and bundle.face_crop < 1) else base.size_hint
     return Compose(ops + base.transforms, size_hint=hint)
 
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else ""
 
 
 # ---------------------------------------------------------------------------- one input

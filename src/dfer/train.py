@@ -17,6 +17,7 @@ a validation split held out from the training clips.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -33,7 +34,8 @@ import torch.distributed as dist
 from dfer.config import HARD_LABEL_MODES, RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
 from dfer.data.table import ClipTable
 from dfer.emotions import resolve_classes
-from dfer.errors import ConfigError, DataError
+from dfer.errors import ConfigError, DataError, first_line
+from dfer.io import exclusive_folder, refuse_foreign_folder
 
 # ---------------------------------------------------------------------- small pure helpers
 
@@ -319,15 +321,36 @@ def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict, ro
     os.replace(tmp, side)
 
 
+def _damaged(path: Path, e: BaseException, what: str = "is not a readable dfer checkpoint") -> ConfigError:
+    return ConfigError(f"{path}: {what} ({type(e).__name__}: {first_line(e)}); it is damaged or was not written by "
+                       f"dfer train (--restart trains the run again from scratch)")
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(state metadata, tensors) of a checkpoint of dfer train; one line naming the file on
+    a truncated, foreign or damaged one. Safetensors holds tensors and strings only: nothing
+    in a checkpoint is ever unpickled."""
+    from safetensors.torch import load_file
+
+    meta = load_checkpoint_meta(path)
+    try:
+        return meta, load_file(str(path))
+    except Exception as e:  # SafetensorError on a truncated file, OSError
+        raise _damaged(path, e) from None
+
+
 def load_checkpoint(path: Path, model, optimizer=None, scaler=None, mixer=None, map_location="cpu",
                     robust=None) -> dict:
-    from safetensors import safe_open
+    meta, tensors = read_checkpoint(path)
+    try:
+        return _restore(meta, tensors, model, optimizer, scaler, mixer, robust)
+    except ConfigError:
+        raise
+    except Exception as e:  # tensors that do not fit the model or optimiser: a checkpoint of another run
+        raise _damaged(path, e, "does not fit this run's model and optimiser") from None
 
-    tensors = {}
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        meta = json.loads(f.metadata()["dfer_state"])
-        for k in f.keys():
-            tensors[k] = f.get_tensor(k)
+
+def _restore(meta: dict, tensors: dict, model, optimizer, scaler, mixer, robust) -> dict:
     msd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     _unwrap(model).load_state_dict(msd)
     if optimizer is not None:
@@ -402,28 +425,36 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
     Returns:
         The run directory.
     """
-    from dfer.losses import soft_target_cross_entropy
-    from dfer.mixing import BatchMixer, MixConfig, one_hot
-    from dfer.models import create_model
-
     cfg.validate()
     info, device = init_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir or Path(cfg.out_dir) / cfg.run_name())
+    # one writer per run: the main process holds the run's lock from here to the end
+    with exclusive_folder(run_dir, "dfer train") if info.is_main else contextlib.nullcontext():
+        if info.is_main:
+            refuse_foreign_folder(run_dir, RUN_MARKS, "dfer train")
+        _barrier(info)
+        return _train(cfg, info, device, run_dir, restart, stop_after_epochs)
+
+
+#: what a run directory holds once dfer train has begun in it (written before anything else)
+RUN_MARKS = ("config.yaml", "checkpoints")
+
+
+def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, restart: bool,
+           stop_after_epochs: int | None) -> Path:
+    from dfer.losses import soft_target_cross_entropy
+    from dfer.mixing import BatchMixer, MixConfig, one_hot
+    from dfer.models import create_model
+
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.safetensors"
     chash = config_hash(cfg)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    _barrier(info)
 
     resume_meta = None
     if last_path.exists() and not restart:
-        from safetensors import safe_open
-
-        with safe_open(str(last_path), framework="pt", device="cpu") as f:
-            resume_meta = json.loads(f.metadata()["dfer_state"])
+        resume_meta = load_checkpoint_meta(last_path)
         if resume_meta.get("config_hash") != chash:
             # checkpoints record their config: one saved before a setting was added still matches
             same, why = False, ""
@@ -440,12 +471,13 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
                 print(f"{run_dir}: already finished; nothing to do")
             return run_dir
 
+    if info.is_main:  # first, so that the folder is known as a run from now on
+        dump_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     splits = build_splits(cfg, run_dir)
     C = len(splits.classes)
     if info.is_main:
-        dump_config(cfg, run_dir / "config.yaml")
         (run_dir / "classes.json").write_text(json.dumps(list(splits.classes)))
         from dfer.data.check import write_skipped
 
@@ -469,6 +501,10 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
         robust = RobustLearner(cfg.robust, splits.train, num_classes=C, seed=cfg.seed)
     train_set = make_dataset(splits.train, cfg, train=True,
                              sampler=robust.train_sampler(cfg) if robust is not None else None)
+    if len(train_set) < cfg.optim.batch_size:
+        raise ConfigError(f"the training clips ({len(train_set)}) are fewer than optim.batch_size="
+                          f"{cfg.optim.batch_size}: an epoch would make no optimiser step (a partial last batch is "
+                          f"dropped); lower optim.batch_size")
     from dfer.data.dataset import build_loader, item_seed
 
     model = create_model(cfg.model.name, num_classes=C, pretrained=cfg.model.pretrained,
@@ -643,8 +679,15 @@ def _pct(x) -> str:
 def load_checkpoint_meta(path: Path) -> dict:
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        return json.loads(f.metadata()["dfer_state"])
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {})["dfer_state"])
+    except Exception as e:  # SafetensorError, KeyError (no dfer state), JSON errors, OSError
+        raise _damaged(path, e) from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: its dfer state is {type(meta).__name__}, not a mapping; it is damaged "
+                          f"(--restart trains the run again from scratch)")
+    return meta
 
 
 def _rewrite_meta(path: Path, meta: dict) -> None:
@@ -687,8 +730,16 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop rows of epochs after the checkpoint (written before an interruption)."""
     if not path.exists():
         return
+    rows = []
     with open(path, newline="") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epochs_done]
+        for line, r in enumerate(csv.DictReader(f), start=2):
+            try:
+                epoch = int(r.get("epoch") or "")
+            except ValueError:
+                raise ConfigError(f"{path}:{line}: epoch {r.get('epoch')!r} is not an integer; the file is damaged "
+                                  f"(delete it to resume without the earlier rows, or --restart)") from None
+            if epoch <= epochs_done:
+                rows.append(r)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=_METRIC_FIELDS)

@@ -271,8 +271,9 @@ def check_table(
     if bad.size:
         if on_bad_clip == "error":
             report.seconds = time.perf_counter() - t0
-            raise DataError(f"{table.name}: {report.summary()}; fix the files or rerun with --on-bad-clip skip "
-                            f"to leave these clips out (they are then listed in the run directory)")
+            raise DataError(f"{table.name}: {report.summary()}; fix the files, or leave these clips out with "
+                            f"the setting data.on_bad_clip=skip (dfer train; `dfer data check` takes --on-bad-clip "
+                            f"skip): they are then listed in the run directory")
         report.skipped = list(report.bad_id)
         out = out.take(good)
     out.meta["disk_check"] = {"clips": n, "bad": int(bad.size), "differs": int(differs.size)}

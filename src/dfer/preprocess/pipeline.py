@@ -29,8 +29,8 @@ limited to ``--threads`` threads for decoding, onnxruntime and OpenCV).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import fcntl
 import io
 import json
 import os
@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.errors import ConfigError, DataError, DfeError
+from dfer.io import LOCK_NAME, exclusive_folder
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
            "add_arguments", "run"]
@@ -54,7 +55,6 @@ MANIFEST = "manifest.csv"
 REPORT = "report.json"
 DONE_DIR = ".done"
 PARTIAL_DIR = ".partial"
-LOCK = ".lock"
 
 
 @dataclass
@@ -251,14 +251,26 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
     if parent_pid is not None and os.getppid() != parent_pid:
         shutil.rmtree(partial, ignore_errors=True)
         os._exit(1)  # orphaned: the batch was killed; leave all committing to the rerun
-    if final.exists():  # a stale folder without a record (killed before the record was written)
-        shutil.rmtree(final)
+    done = out / DONE_DIR / f"{job.path}.json"
+    intent = done.with_name(done.name + ".renaming")  # says: OUT/<path> is being put in place by dfer
+    if final.exists() or final.is_symlink():
+        if done.exists() or intent.exists():  # ours: an older version, or killed before its record
+            shutil.rmtree(final) if final.is_dir() and not final.is_symlink() else final.unlink()
+        else:  # the user's: never replaced
+            shutil.rmtree(partial, ignore_errors=True)
+            record.update(_failure_record(job.source, job.path, job.label,
+                                          f"{final} exists and was not written by dfer preprocess; left as it is "
+                                          f"(move it away, or write to another OUT)"), settings=record["settings"])
+            return record  # no record on disk: a rerun tries again once the path is free
     if record["status"] == "ok":
         final.parent.mkdir(parents=True, exist_ok=True)
+        intent.parent.mkdir(parents=True, exist_ok=True)
+        intent.touch()
         os.rename(partial, final)
     else:
         shutil.rmtree(partial, ignore_errors=True)
-    _write_json_atomic(out / DONE_DIR / f"{job.path}.json", record)
+    _write_json_atomic(done, record)
+    intent.unlink(missing_ok=True)
     return record
 
 
@@ -335,20 +347,15 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         raise ConfigError(f"OUT {out} is inside SRC {src}: dfer preprocess never writes into SRC")
     if src.is_file() and not src.name.lower().endswith(PREPROCESS_EXTENSIONS):
         raise DataError(f"{src}: expected a folder or a video ({', '.join(PREPROCESS_EXTENSIONS)})")
-    if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK):
+    if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME):
         raise ConfigError(f"--manifest must be a plain file name, got {manifest!r}")
     videos = find_videos(src_res, exclude=out_res)
     if not videos:
         raise DataError(f"{src}: no videos found (looked for {', '.join(PREPROCESS_EXTENSIONS)}, recursively)")
     jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
 
-    out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / LOCK, "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise DataError(f"{out}: another dfer preprocess is writing here (lock {out / LOCK})") from None
+    lock = contextlib.ExitStack()  # one writer per OUT
+    lock.enter_context(exclusive_folder(out, "dfer preprocess"))
     try:
         shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)  # leftovers of killed runs
         records: dict[str, dict] = {}

@@ -300,7 +300,8 @@ def _read_annotation(path: Path, check_annotators: int | None) -> dict[str, tupl
         if off_sum:
             raise DataError(f"{path}: {len(off_sum)} vote row(s) do not sum to {check_annotators} annotators: "
                             f"{'; '.join(off_sum[:5])}{' ...' if len(off_sum) > 5 else ''} "
-                            f"(pass check_annotators=None to accept them)")
+                            f"(to accept them, set data.source.options.check_annotators=null; in Python, "
+                            f"check_annotators=None)")
         return out
     finally:
         wb.close()

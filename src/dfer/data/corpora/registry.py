@@ -61,6 +61,10 @@ def _adapter(kind: str):
 
 def _call(kind: str, fn, first: Any, options: dict[str, Any]):
     params = inspect.signature(fn).parameters
+    # null in a config means "the adapter's default", except where null is a value the
+    # adapter gives a meaning other than its default (DFEW's check_annotators: None = any sum)
+    options = {k: v for k, v in options.items()
+               if v is not None or (k in params and params[k].default not in (None, inspect.Parameter.empty))}
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params))
         if unknown:
@@ -122,12 +126,11 @@ def load_source(kind: str | None, root: str | os.PathLike, /, **options: Any) ->
     """
     kind = kind or detect_kind(root)
     fn = _adapter(kind)
-    options = {k: v for k, v in options.items() if v is not None}
     if kind == "synthetic":
         from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
 
         fields = {f.name for f in dataclasses.fields(SynthConfig)}
-        synth = {k: options.pop(k) for k in list(options) if k in fields}
+        synth = {k: v for k in list(options) if k in fields and (v := options.pop(k)) is not None}
         p = Path(root)
         if not (p / "synthetic_config.json").exists():
             write_synthetic_dfew(p, SynthConfig(**synth))

@@ -88,6 +88,19 @@ def test_without_verify_a_truncated_frame_passes(corpus):
     assert rep.bad_id == [] and out.num_frames.tolist() == [5, 4]
 
 
+def test_deep_decodes_every_frame_and_finds_a_bad_middle_one_the_ends_pass(tmp_path):
+    frames(tmp_path / "mid", 6)
+    (tmp_path / "mid" / "3.jpg").write_bytes(b"not a jpeg")  # neither the first nor the last
+    video(tmp_path / "v.avi", 20)
+    t = ClipTable.build(BASIC7, ["mid", "v"], [str(tmp_path / "mid"), str(tmp_path / "v.avi")],
+                        num_frames=[6, 0], label=[0, 1], name="t")
+    _, quick = check_table(t, workers=1)
+    assert quick.bad_id == []  # the ends decode
+    out, deep = check_table(t, workers=1, on_bad_clip="skip", deep=True)
+    assert deep.bad_id == ["mid"] and deep.bad_problem == ["unreadable"] and "3.jpg" in deep.bad_detail[0]
+    assert out.clip_id.tolist() == ["v"] and out.num_frames.tolist() == [20]  # every frame of the video decoded
+
+
 def test_cache_reused_and_invalidated_when_a_folder_changes(corpus, tmp_path):
     t, r = corpus
     good = t.take([0, 1, 6])
@@ -136,6 +149,8 @@ def test_check_cli(corpus, tmp_path, capsys):
         f"{os.path.relpath(s, tmp_path)},{BASIC7[k]},{n}\n" for s, k, n in zip(t.source, t.label, t.num_frames)))
     assert main(["data", "check", str(man)]) == 2
     assert "4 bad" in capsys.readouterr().err
+    assert main(["data", "check", str(man), "--deep", "--no-verify"]) == 2
+    assert "give one of them" in capsys.readouterr().err
     skipped = tmp_path / "skipped.csv"
     assert main(["data", "check", str(man), "--on-bad-clip", "skip", "--skipped-out", str(skipped)]) == 0
     assert "4 bad" in capsys.readouterr().out

@@ -17,6 +17,10 @@ video         packet index by demuxing the whole file without decoding (exact   
 still image   decoded at 1/8 scale                                               missing/undecodable
 ============  =================================================================  =============
 
+The ends are what a quick check can afford; ``deep=True`` (``dfer data check --deep``)
+decodes every frame of every clip instead, to find a bad frame in the middle or a video
+whose frames do not all decode before a long run meets them.
+
 Then, with the count listed in the table (``num_frames``, 0 = unknown):
 
 - fewer frames on disk than listed -> bad ("short");
@@ -126,8 +130,9 @@ def _signature(source: str) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
-def _probe(source: str, kind: int, verify: bool) -> tuple[int, int, str]:
-    """(frames on disk, status, detail) of one clip; never raises for bad media."""
+def _probe(source: str, kind: int, verify: bool, deep: bool = False) -> tuple[int, int, str]:
+    """(frames on disk, status, detail) of one clip; never raises for bad media. ``deep``
+    decodes every frame instead of the ends."""
     from dfer.data import decode
 
     try:
@@ -141,7 +146,10 @@ def _probe(source: str, kind: int, verify: bool) -> tuple[int, int, str]:
                 return 0, MISSING, "expected a frame folder, found a file"
             if not names:
                 return 0, EMPTY, "frame folder holds no image files"
-            if verify:
+            if deep:
+                for name in names:
+                    decode.read_image(os.path.join(source, name), size_hint=1)
+            elif verify:
                 for name in {names[0], names[-1]}:  # two frames, whichever sort order is used
                     decode.read_image(os.path.join(source, name), size_hint=1)
             return len(names), OK, ""
@@ -149,7 +157,12 @@ def _probe(source: str, kind: int, verify: bool) -> tuple[int, int, str]:
             return 0, MISSING, "file not found"
         if kind == ClipKind.VIDEO:
             n = decode.probe_num_frames(source)
-            if verify:
+            if deep:
+                decoded = decode.count_decoded_frames(source)
+                if decoded < n:
+                    return 0, UNREADABLE, (f"{source}: only {decoded} of its {n} frames decode (a truncated or "
+                                           f"damaged file)")
+            elif verify:
                 decode.read_video_frames(source, [0], size_hint=1)
             return n, OK, ""
         if verify:
@@ -161,8 +174,8 @@ def _probe(source: str, kind: int, verify: bool) -> tuple[int, int, str]:
         return 0, UNREADABLE, f"{source}: {e.strerror or e}"
 
 
-def _cache_file(cache_dir, verify: bool) -> Path:
-    key = json.dumps({"dfer": dfer.__version__, "format": _CACHE_FORMAT, "verify": verify,
+def _cache_file(cache_dir, verify: bool, deep: bool = False) -> Path:
+    key = json.dumps({"dfer": dfer.__version__, "format": _CACHE_FORMAT, "verify": verify, "deep": deep,
                       "image_extensions": IMAGE_EXTENSIONS}, sort_keys=True)
     return Path(cache_dir) / f"check-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
@@ -195,6 +208,7 @@ def check_table(
     cache_dir: str | os.PathLike | None = None,
     on_bad_clip: str = "error",
     verify: bool = True,
+    deep: bool = False,
 ) -> tuple[ClipTable, CheckReport]:
     """Check every clip of ``table`` against the disk (see the module docstring).
 
@@ -207,6 +221,8 @@ def check_table(
             returns the table without them and lists them in ``report.skipped``.
         verify: decode the first/last frame (videos: the first) to catch unreadable
             files; False only counts frames.
+        deep: decode every frame of every clip (a bad frame in the middle, a truncated
+            video); as many decodes as frames, for a check before a long run.
 
     Returns:
         (table with ``num_frames`` from the disk [and without the bad clips], report).
@@ -226,7 +242,7 @@ def check_table(
     sources = table.source.tolist()
     kinds = table.kind.tolist()
     workers = workers or min(32, 4 * (os.cpu_count() or 1))
-    cache_path = _cache_file(cache_dir, verify) if cache_dir is not None else None
+    cache_path = _cache_file(cache_dir, verify, deep) if cache_dir is not None else None
     cache = _load_cache(cache_path) if cache_path is not None else {}
     sig = np.zeros((n, 2), np.int64)
     frames = np.zeros(n, np.int64)
@@ -243,7 +259,7 @@ def check_table(
                 frames[i], status[i], detail[i] = hit
                 cached[i] = True
             else:
-                frames[i], status[i], detail[i] = _probe(sources[i], kinds[i], verify)
+                frames[i], status[i], detail[i] = _probe(sources[i], kinds[i], verify, deep)
 
     step = max(1, min(256, n // (workers * 4) or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -229,6 +229,19 @@ def _decode(container, stream, path):
         raise DataError(f"{path}: cannot decode video ({exc})") from None
 
 
+def count_decoded_frames(path: str | os.PathLike) -> int:
+    """Decode every frame of a video (nothing converted or kept) and count them.
+
+    Raises:
+        DataError: missing file, or a frame FFmpeg cannot decode.
+    """
+    path = _path(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return sum(1 for _ in _decode(container, stream, path))
+
+
 def _to_rgb(frame, factor: int) -> np.ndarray:
     if factor > 1:
         return frame.to_ndarray(format="rgb24", width=frame.width // factor, height=frame.height // factor)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.data.table import ClipTable, Split
+from dfer.errors import ConfigError
 from dfer.metrics import clear_mask, coexistence_matrix
 
 CLEAR_THRESHOLD = 0.9
@@ -148,6 +149,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--on-bad-clip", choices=("error", "skip"), default="error")
     c.add_argument("--skipped-out", help="CSV to list the skipped clips in (with --on-bad-clip skip)")
     c.add_argument("--no-verify", action="store_true", help="count frames only, decode nothing")
+    c.add_argument("--deep", action="store_true",
+                   help="decode every frame of every clip (the default decodes a folder's first and last "
+                        "frame, a video's first)")
 
 
 def _load(args) -> ClipTable:
@@ -166,9 +170,13 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "check":
         from dfer.data.check import check_table, write_skipped
 
+        if args.deep and args.no_verify:
+            raise ConfigError("--deep decodes every frame, --no-verify none: give one of them")
         _, report = check_table(table, workers=args.workers, cache_dir=args.cache_dir,
-                                on_bad_clip=args.on_bad_clip, verify=not args.no_verify)
-        print(f"dfer data check: {table.name}: {report.summary()} in {report.seconds:.1f}s")
+                                on_bad_clip=args.on_bad_clip, verify=not args.no_verify, deep=args.deep)
+        read = ("every frame decoded" if args.deep else "frames counted, none decoded" if args.no_verify else
+                "a folder's first and last frame and a video's first decoded; --deep decodes all")
+        print(f"dfer data check: {table.name}: {report.summary()} in {report.seconds:.1f}s ({read})")
         if report.skipped and args.skipped_out:
             print(f"skipped clips listed in {write_skipped(report, args.skipped_out)}")
         return 0

@@ -168,8 +168,9 @@ def test_without_batchnorm_two_processes_train_like_one(synthetic_dfew, tmp_path
 def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_weights(synthetic_dfew, tmp_path):
     """Both ranks stop after epoch 1 (as when a job's time runs out); rerunning the same
     torchrun command resumes from rank 0's checkpoint and ends bit-identical to a 2-process
-    run that was never interrupted (same process count: the same computation)."""
-    ov = tiny_overrides(synthetic_dfew)
+    run that was never interrupted (same process count: the same computation), with the
+    default 2 loader workers per rank."""
+    ov = tiny_overrides(synthetic_dfew, **{"data.num_workers": 2})
     full, cut = tmp_path / "full", tmp_path / "cut"
     run(torchrun("-m", "dfer", "train", *ov, "--run-dir", full))
     p = subprocess.run([str(c) for c in torchrun(__file__, "train", *ov, "--run-dir", cut)], cwd=ROOT,

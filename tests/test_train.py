@@ -113,6 +113,50 @@ def test_resume_with_loader_workers_is_exact_and_workers_do_not_change_results(s
     assert loss[0] == loss[1] == loss[2] and len(loss[0]) == 2
 
 
+@pytest.mark.slow
+def test_kill_9_at_the_default_workers_then_the_same_command_equals_the_uninterrupted_run(synthetic_dfew,
+                                                                                          tmp_path):
+    """A real SIGKILL of the whole process group (the loader's 2 workers too) once epoch 1
+    is checkpointed, i.e. while epoch 2 runs; the same command then finishes the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dfer.config import DataConfig
+
+    assert DataConfig().num_workers == 2  # the default this test is about
+    ov = [f"data.source.root={synthetic_dfew}", "data.num_frames=4", "data.size=32", "data.scales=[1.0,0.875]",
+          "optim.epochs=3", "optim.batch_size=8", "optim.lr=0.01", "label_mode=midas", "seed=3", "threads=1",
+          "tensorboard=false", "progress=false"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    root = Path(__file__).resolve().parents[1]
+    assert main(["train", "--run-dir", str(full), *ov]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "dfer", "train", "--run-dir", str(cut), *ov], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    marker = cut / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None, f"dfer train ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "epoch 1 never checkpointed"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (cut / "results.json").exists()
+    assert main(["train", "--run-dir", str(cut), *ov]) == 0
+    a, b = model_tensors(full), model_tensors(cut)
+    assert a.keys() == b.keys() and len(a) > 50
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (cut / "predictions.csv").read_text() == (full / "predictions.csv").read_text()
+    loss = [[r["train_loss"] for r in csv.DictReader(open(r / "metrics.csv"))] for r in (full, cut)]
+    assert loss[0] == loss[1] and len(loss[0]) == 3
+
+
 def _finished_checkpoint(run: Path, state: dict) -> None:
     from safetensors.torch import save_file
 

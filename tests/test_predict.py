@@ -366,6 +366,27 @@ def test_still_image_is_one_window(trained_run, videos, tmp_path, capsys):
     assert rc == 0, err
 
 
+def test_outputs_of_the_users_are_never_written_over(random_run, tmp_path, capsys):
+    from PIL import Image
+
+    image = tmp_path / "face.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "face.csv").write_text("my own table\n")
+    rc, _, err = _predict(capsys, image, "--run", random_run, "--out", out, "--aligned")
+    assert rc == 2
+    _one_error_line(err, rf"{re.escape(str(out / 'face.csv'))} exists and was not written by dfer predict; "
+                         r"left as it is \(move it, or give another --out\)")
+    assert (out / "face.csv").read_text() == "my own table\n" and not (out / "face.json").exists()
+    (out / "face.csv").unlink()
+    for _ in range(2):  # a rerun replaces its own outputs
+        rc, _, err = _predict(capsys, image, "--run", random_run, "--out", out, "--aligned")
+        assert rc == 0, err
+    report = json.loads((out / "face.json").read_text())
+    assert report["outputs"] == {"json": str(out / "face.json"), "csv": str(out / "face.csv")}
+
+
 # ---------------------------------------------------------------------------- bad input
 def _one_error_line(err: str, pattern: str) -> None:
     assert "Traceback" not in err

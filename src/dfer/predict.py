@@ -661,10 +661,32 @@ def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: Mod
 
 
 # ---------------------------------------------------------------------------- outputs
+def _is_predict_report(path: Path) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and {"input", "windows", "summary", "outputs"} <= doc.keys()
+
+
 def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> dict[str, Path]:
-    """Write ``name.json``, ``name.csv`` and (videos, ``plot``) ``name.png`` into ``out_dir``."""
+    """Write ``name.json``, ``name.csv`` and (videos, ``plot``) ``name.png`` into ``out_dir``.
+
+    Outputs of an earlier ``dfer predict`` (its ``name.json`` says so) are replaced; a file
+    of those names that dfer did not write is left alone and the input fails with one line.
+    The JSON goes first, so a run killed halfway leaves files a rerun knows as its own.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / f"{name}.json", "csv": out_dir / f"{name}.csv"}
+    will_plot = plot and report["kind"] == "video" and bool(report["windows"])
+    if will_plot:
+        paths["png"] = out_dir / f"{name}.png"
+    existing = [p for p in (paths["json"], paths["csv"], out_dir / f"{name}.png") if p.exists() or p.is_symlink()]
+    if existing and not _is_predict_report(paths["json"]):
+        raise DataError(f"{existing[0]} exists and was not written by dfer predict; left as it is (move it, or "
+                        f"give another --out)")
+    _write_text(paths["json"], json.dumps({**report, "outputs": {k: str(v) for k, v in paths.items()}},
+                                          indent=1, allow_nan=False) + "\n")
     classes = report["classes"]
 
     buf = io.StringIO()
@@ -677,18 +699,15 @@ def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> 
                          *([f"{x:.6f}" for x in p] if p is not None else [""] * len(classes))])
     _write_text(paths["csv"], buf.getvalue())
 
-    if plot and report["kind"] == "video" and report["windows"]:
+    if will_plot:
         from dfer.plots import plot_timeline
 
         times, probs = timeline_steps(report["windows"], len(classes))
         s = report["summary"]
         title = (f"{Path(report['input']).name}: dominant {s['dominant']} ({s['dominant_probability']:.2f})"
                  if s.get("dominant") else f"{Path(report['input']).name}: no prediction")
-        paths["png"] = plot_timeline(times, probs, classes, out_dir / f"{name}.png",
-                                     no_face=np.array(report["no_face_spans_s"], np.float64).reshape(-1, 2),
-                                     title=title)
-    report = {**report, "outputs": {k: str(v) for k, v in paths.items()}}
-    _write_text(paths["json"], json.dumps(report, indent=1, allow_nan=False) + "\n")
+        plot_timeline(times, probs, classes, paths["png"],
+                      no_face=np.array(report["no_face_spans_s"], np.float64).reshape(-1, 2), title=title)
     return paths
 
 
@@ -844,7 +863,11 @@ def run(args: argparse.Namespace) -> int:
         if report["status"] != "ok":
             print(summary_line(report), flush=True)
             continue
-        paths = write_outputs(report, out_dir, name, plot=cfg.plot)
+        try:
+            paths = write_outputs(report, out_dir, name, plot=cfg.plot)
+        except DfeError as e:
+            print(f"dfer predict: error: {e}", file=sys.stderr, flush=True)
+            continue
         print(summary_line(report, paths), flush=True)
         ok += 1
     return 0 if ok else 2

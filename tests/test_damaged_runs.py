@@ -120,7 +120,8 @@ def test_resuming_with_a_garbled_metrics_csv_names_its_line(synthetic_dfew, tmp_
     assert f"{metrics}:3: epoch 'two' is not an integer" in _one_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", "{\"name\": ", "3"])
+@pytest.mark.parametrize("text", ["[1, 2]", "{\"name\": ", "3", "{\"folds\": [1]}",
+                                  "{\"folds\": \"1\", \"config\": {}}"])
 def test_a_damaged_cv_json_is_one_line_in_cv_and_its_summary(text, synthetic_dfew, tmp_path, capsys):
     cv = tmp_path / "x-cv"
     cv.mkdir()
@@ -136,3 +137,21 @@ def test_a_damaged_cv_json_is_one_line_in_cv_and_its_summary(text, synthetic_dfe
     (target / "cv.json").write_text(text)
     assert main(["cv", *ov, "--out", str(tmp_path / "out"), "--folds", "1"]) == 2
     assert str(target / "cv.json") in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "not the results of a dfer run"),
+    ("{\"uar\": \"high\", \"war\": 0.5, \"classes\": [\"a\", \"b\"]}", "not the results of a dfer run"),
+    ("{\"uar\": ", "not valid JSON"),
+])
+def test_a_damaged_results_json_in_a_cv_folder_is_one_line(text, message, synthetic_dfew, tmp_path, capsys):
+    ov = [f"data.source.root={synthetic_dfew}", "data.num_frames=2", "data.size=32", "data.num_workers=0",
+          "data.scales=[1.0]", "optim.epochs=1", "label_mode=soft", "threads=1", "tensorboard=false",
+          "progress=false"]
+    assert main(["cv", *ov, "--out", str(tmp_path), "--folds", "1"]) == 0
+    cv = next(tmp_path.glob("*-cv"))
+    (cv / "fold1" / "results.json").write_text(text)
+    capsys.readouterr()
+    assert main(["cv", "--summarise", "--folds", "1", "--cv-dir", str(cv)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert str(cv / "fold1" / "results.json") in line and message in line

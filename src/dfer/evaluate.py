@@ -233,6 +233,23 @@ def read_classes(path: Path) -> tuple[str, ...]:
 
 
 
+def read_results(path: Path) -> dict:
+    """A run's ``results.json``, checked: an object with the class names and numeric (or
+    null) UAR and WAR; one line naming the file otherwise."""
+    try:
+        res = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({first_line(e)}); it is damaged") from None
+    ok = (isinstance(res, dict) and isinstance(res.get("classes"), list)
+          and all(isinstance(res.get(k), (int, float, type(None))) and not isinstance(res.get(k), bool)
+                  for k in ("uar", "war")))
+    if not ok:
+        raise DataError(f"{path}: not the results of a dfer run (expected an object with classes, uar and war)")
+    return res
+
+
 class _SharedClasses(torch.nn.Module):
     """A model's logits for some of its classes, in another class order.
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from dfer.config import RunConfig, config_hash, load_config, saved_config, to_dict
 from dfer.errors import ConfigError, DataError
+from dfer.evaluate import read_results
 from dfer.io import exclusive_folder, refuse_foreign_folder
 
 MANIFEST = "cv.json"
@@ -245,8 +246,11 @@ def read_manifest(cv_dir: str | os.PathLike) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path}: expected a JSON object (name, folds, config), got {type(manifest).__name__}")
+    folds = manifest.get("folds", ()) if isinstance(manifest, dict) else ()
+    if (not isinstance(manifest, dict) or not isinstance(manifest.get("config"), dict)
+            or not (folds is None or (isinstance(folds, list) and all(type(f) is int for f in folds)))):
+        raise DataError(f"{path}: not a dfer cv manifest (expected an object with config and folds: a list of "
+                        f"fold numbers or null)")
     return manifest
 
 
@@ -299,11 +303,7 @@ def summarise_cv(cv_dir: str | os.PathLike, folds: list[int] | None = None, *, w
         if not fold_finished(rd):
             missing.append(fold)
             continue
-        path = rd / "results.json"
-        try:
-            res = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        res = read_results(rd / "results.json")
         key = SPLIT_DIR if fold is None else str(fold)
         done.append(fold)
         results[key] = res

@@ -42,7 +42,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from label_modes import ROWS  # noqa: E402  (the benchmarks folder is not a package)
-from still_face_baseline import DEFAULT_ROOT, SPLITS, _write, dfer_arm, read_split, score  # noqa: E402
+from still_face_baseline import (  # noqa: E402
+    DEFAULT_ROOT, SPLITS, _write, dfer_arm, ferplus_root, read_split, score)
 
 def job_key(mode: str, mixing: dict, seed: int) -> str:
     return f"{mode}_{'_'.join(f'{k}{v}' for k, v in mixing.items()) or 'default'}_seed{seed}"
@@ -136,10 +137,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    root = a.root.resolve()
-    missing = [f for f in SPLITS.values() if not (root / f / "label.csv").is_file()]
-    if missing:
-        print(f"{root}: no {' or '.join(f + '/label.csv' for f in missing)} (expected FER+'s folders)", file=sys.stderr)
+    if (root := ferplus_root(a.root)) is None:
         return 2
     (a.out / "jobs").mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(a.threads)

@@ -212,12 +212,19 @@ def _write(path: Path, obj: dict) -> None:
         tmp.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
-    root = a.root.resolve()
+def ferplus_root(root: Path) -> Path | None:
+    """``root`` resolved, or None (after one line on stderr) when it lacks FER+'s Train or Valid."""
+    root = root.resolve()
     missing = [f for f in SPLITS.values() if not (root / f / "label.csv").is_file()]
     if missing:
         print(f"{root}: no {' or '.join(f + '/label.csv' for f in missing)} (expected FER+'s folders)", file=sys.stderr)
+        return None
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if (root := ferplus_root(a.root)) is None:
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(a.threads)

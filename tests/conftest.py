@@ -71,3 +71,27 @@ def load_benchmark(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def write_random_ferplus(root: Path, sizes=(136, 24), seed=0) -> Path:
+    """FER+'s generator layout: random 48x48 grey PNGs, ten votes each, one unknown-majority row per split."""
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    index = 0
+    for folder, n in zip(("FER2013Train", "FER2013Valid"), sizes):
+        (root / folder).mkdir(parents=True)
+        rows = []
+        for i in range(n):
+            name = f"fer{index:07d}.png"
+            index += 1
+            Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8), mode="L").save(root / folder / name)
+            emotions = rng.multinomial(10, [0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]).tolist()
+            votes = [0] * 8 + [7, 3] if i == 1 else emotions + [0, 0]
+            rows.append([name, "(0, 0, 48, 48)", *votes])
+        with open(root / folder / "label.csv", "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return root

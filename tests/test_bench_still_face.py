@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import load_benchmark
+from conftest import load_benchmark, write_random_ferplus
 
 FOLDERS = ("FER2013Train", "FER2013Valid")
 
@@ -20,32 +20,11 @@ def bench():
     return load_benchmark("still_face_baseline")
 
 
-def _random_ferplus(root: Path, sizes=(136, 24), seed=0) -> Path:
-    """FER+'s generator layout: random 48x48 grey PNGs, ten votes each, one unknown-majority row per split."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    index = 0
-    for folder, n in zip(FOLDERS, sizes):
-        (root / folder).mkdir(parents=True)
-        rows = []
-        for i in range(n):
-            name = f"fer{index:07d}.png"
-            index += 1
-            Image.fromarray(rng.integers(0, 256, (48, 48), dtype=np.uint8), mode="L").save(root / folder / name)
-            emotions = rng.multinomial(10, [0.3, 0.2, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]).tolist()
-            votes = [0] * 8 + [7, 3] if i == 1 else emotions + [0, 0]
-            rows.append([name, "(0, 0, 48, 48)", *votes])
-        with open(root / folder / "label.csv", "w", newline="") as f:
-            csv.writer(f).writerows(rows)
-    return root
-
-
 @pytest.fixture(scope="module")
 def ferplus_root(tmp_path_factory) -> Path:
     # random faces rather than tests/data/ferplus: 136 training images give the dfer arm
     # (batch 128, last partial batch dropped) one optimiser step; the fixture's 13 give none
-    return _random_ferplus(tmp_path_factory.mktemp("ferplus"))
+    return write_random_ferplus(tmp_path_factory.mktemp("ferplus"))
 
 
 def _kept(root: Path, folder: str) -> int:

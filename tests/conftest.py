@@ -1,11 +1,10 @@
 """Shared test fixtures.
 
-``videos_dir`` is the folder of real face videos kept in the repository (tests/data/videos,
-copied from ../shared/fixtures/videos with their licence), so the video tests run in a
-clone with nothing beside it. ``FIXTURES`` is the rest of the real-world data beside the
-project (../shared/fixtures: the community list files); tests that need it read it in place
-and skip without it. ``synthetic_dfew`` is one small synthetic corpus in DFEW's on-disk
-layout, written once per test session.
+Real-world files live in the repository with their licences, so a clone tests on its own:
+``videos_dir`` (tests/data/videos: real face videos) and ``lists_dir`` (tests/data/lists:
+the community DFEW / MAFW / FERV39K list files, a few clips of every label and fold, made by
+its ``make_fixture.py``). ``synthetic_dfew`` is one small synthetic corpus in DFEW's
+on-disk layout, written once per test session.
 """
 
 from __future__ import annotations
@@ -15,15 +14,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
 DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURES}")
-    return FIXTURES
+def lists_dir() -> Path:
+    """tests/data/lists: DFEW_set_k_{train,test}.txt, MAFW_set_k_..., FERV39K_{train,test}.txt (MIT)."""
+    return DATA / "lists"
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Community list files: the real DFEW / FERV39K / MAFW lists, re-rooting and errors."""
+"""Community list files: the real DFEW / FERV39K / MAFW lists (a few clips of every label
+and fold, tests/data/lists), re-rooting and errors."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from dfer.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
-def lists(fixtures_dir) -> Path:
-    return fixtures_dir / "lists"
+def lists(lists_dir) -> Path:
+    return lists_dir
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +32,19 @@ def _raw(path: Path) -> list[list[str]]:
 
 def test_dfew_test_lists_partition_the_single_labelled_clips(dfew_lists, lists):
     t = dfew_lists
-    assert len(t) == 11697 and len(set(t.clip_id)) == 11697
+    tests = [_raw(lists / f"DFEW_set_{k}_test.txt") for k in range(1, 6)]
+    n = sum(map(len, tests))
+    assert len(t) == n and len(set(t.clip_id)) == n  # the test folds partition the clips
     assert t.folds() == [1, 2, 3, 4, 5]
     for k in range(1, 6):
-        test = _raw(lists / f"DFEW_set_{k}_test.txt")
         train = _raw(lists / f"DFEW_set_{k}_train.txt")
-        assert (t.fold == k).sum() == len(test)
+        assert (t.fold == k).sum() == len(tests[k - 1])
         train_ids = {Path(r[0]).name for r in train}
         assert len(train_ids) == len(train)
         assert train_ids == set(t.clip_id[(t.fold != k)].tolist())  # train_k = complement of test_k
-    # DFEW's class sizes in its single-labelled clips (happy .. fear)
-    assert t.class_counts().tolist() == [2445, 1894, 2669, 2173, 1469, 145, 902]
+    # the lists' 0-based labels are DFEW's order (happy .. fear): counted from the raw lines
+    raw = np.bincount([int(r[2]) for rows in tests for r in rows], minlength=7)
+    assert t.class_counts().tolist() == raw.tolist() and (raw > 0).all()
     assert t.source[0] == "/data/DFEW/Clip/clip_224x224/00001"
     assert int(t.num_frames[0]) == 144
 
@@ -69,7 +72,7 @@ def test_dfew_lists_share_the_adapters_format(dfew_lists, synthetic_dfew, tmp_pa
 def test_ferv39k_lists(lists):
     train = load_listfile(lists / "FERV39K_train.txt", root="/d/2_ClipsforFaceCrop", split="train")
     test = load_listfile(lists / "FERV39K_test.txt", root="/d/2_ClipsforFaceCrop", split="test")
-    assert (len(train), len(test)) == (31088, 7847)
+    assert (len(train), len(test)) == tuple(len(_raw(lists / f"FERV39K_{p}.txt")) for p in ("train", "test"))
     assert not set(train.clip_id) & set(test.clip_id)
     # scene/emotion/id is kept: the basename alone is not unique in FERV39K
     assert train.clip_id[0] == "Action/Happy/0267"

@@ -46,7 +46,6 @@ def main() -> None:
         os.sched_setaffinity(0, cpus)
         pinned = cpus
     import cv2
-    import numpy as np
     from PIL import Image
 
     from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector

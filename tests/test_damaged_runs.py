@@ -3,7 +3,6 @@ exit 2, in every command that reads it (evaluate, predict, train when resuming, 
 
 from __future__ import annotations
 
-import json
 import pickle
 
 import pytest

@@ -298,27 +298,6 @@ def test_summarise_rejects_logits_and_bad_labels():
         M.summarise(np.array([[0.5, 0.5]]), [0], ["a", "b", "c"])
 
 
-# --------------------------------------------------------------------------- video level
-
-def test_aggregate_video_matches_loop_reference():
-    rng = np.random.default_rng(6)
-    probs = random_dists(rng, 40, 5)
-    vids = rng.choice(["v03", "v10", "v07", "v01"], 40)
-    got, ids = M.aggregate_video(probs, vids)
-    assert ids.tolist() == sorted(set(vids.tolist()))
-    for row, vid in zip(got, ids):
-        members = [probs[i] for i in range(40) if vids[i] == vid]
-        np.testing.assert_allclose(row, sum(members) / len(members), rtol=1e-12)
-    np.testing.assert_allclose(got.sum(axis=1), 1.0)
-
-
-def test_video_labels_follow_aggregate_order_and_reject_disagreement():
-    labels, ids = M.video_labels([2, 0, 2, 1], [9, 3, 9, 5])
-    assert ids.tolist() == [3, 5, 9] and labels.tolist() == [0, 1, 2]
-    with pytest.raises(ValueError, match=r"clips of video 9 carry different labels: \[1, 2\]"):
-        M.video_labels([2, 0, 1], [9, 3, 9])
-
-
 # --------------------------------------------------------------------------- ambiguity
 
 def test_clear_mask_is_strictly_above_threshold_for_float32_votes():
@@ -352,15 +331,3 @@ def test_coexistence_rows_sum_to_one_and_average_by_majority_class():
     assert np.all(np.argmax(big, axis=1) == np.arange(7))
 
 
-def test_summarise_by_group_splits_clear_and_mixed():
-    rng = np.random.default_rng(8)
-    probs = random_dists(rng, 30, 4)
-    labels = rng.integers(0, 4, 30)
-    mask = rng.random(30) < 0.4
-    out = M.summarise_by_group(probs, labels, mask)
-    for name, sel in (("clear", mask), ("mixed", ~mask)):
-        u, w = loop_uar_war(labels[sel].tolist(), probs[sel].argmax(1).tolist(), 4)
-        assert out[name]["num_clips"] == int(sel.sum())
-        assert out[name]["uar"] == pytest.approx(u) and out[name]["war"] == pytest.approx(w)
-    empty = M.summarise_by_group(probs, labels, np.zeros(30, bool))
-    assert empty["clear"] == {"num_clips": 0, "uar": None, "war": None, "absent_classes": [0, 1, 2, 3]}

@@ -24,7 +24,7 @@ from conftest import write_random_run
 from dfer.cli import main
 from dfer.errors import ConfigError, DataError
 from dfer.predict import (
-    ModelBundle, PredictConfig, WindowPlan, _classify_windows, _output_names, _Timer, no_face_spans, plan_windows,
+    ModelBundle, PredictConfig, _classify_windows, _output_names, _Timer, no_face_spans, plan_windows,
     timeline_steps, window_length,
 )
 

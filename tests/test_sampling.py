@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from dfer.data.sampling import DenseSampler, MultiClipSampler, SegmentSampler, segment_bounds
+from dfer.data.sampling import MultiClipSampler, SegmentSampler, segment_bounds
 from dfer.errors import ConfigError, DataError
 
 
@@ -80,7 +80,7 @@ def test_errors():
     with pytest.raises(ConfigError, match="mode must be 'train' or 'test'"):
         SegmentSampler(8, "val")
     with pytest.raises(DataError, match="found -3"):
-        DenseSampler(4).sample(-3, np.random.default_rng(0))
+        SegmentSampler(4).sample(-3, np.random.default_rng(0))
 
 
 def test_multi_clip_offsets_distinct_and_inside_segments():
@@ -95,20 +95,3 @@ def test_multi_clip_offsets_distinct_and_inside_segments():
     # one clip = the centre frame (test-mode segment sampling)
     assert np.array_equal(MultiClipSampler(8, 1).sample(50)[0], SegmentSampler(8, "test").sample(50))
     assert MultiClipSampler(8, 2).sample(3).shape == (2, 8)
-
-
-def test_dense_sampler():
-    s = DenseSampler(4, stride=2, mode="train")
-    rng = np.random.default_rng(0)
-    starts = []
-    for _ in range(2000):
-        idx = s.sample(20, rng)
-        assert np.array_equal(np.diff(idx), [2, 2, 2]) and idx[0] >= 0 and idx[-1] < 20
-        starts.append(idx[0])
-    # span 7 -> 14 possible starts, all reached uniformly
-    assert chisquare(np.bincount(starts, minlength=14)).pvalue > 1e-3
-    assert DenseSampler(4, 2, "test").sample(20).tolist() == [6, 8, 10, 12]
-    assert DenseSampler(4, 2, "test").window(100, 20).tolist() == [13, 15, 17, 19]  # clamped to fit
-    # a clip shorter than the window is covered whole, in order
-    assert DenseSampler(4, 5, "test").sample(7).tolist() == [0, 2, 4, 6]
-    assert DenseSampler(4, 1, "test").sample(2).tolist() == [0, 0, 1, 1]

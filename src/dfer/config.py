@@ -29,6 +29,8 @@ from dfer.robust.config import RobustConfig
 LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
 #: label modes whose training targets are built from one-hot hard labels
 HARD_LABEL_MODES = ("hard", "midas-hard", "mixup")
+#: the label modes that mix pairs of clips (their runs carry mixing.alpha in their names)
+MIXING_LABEL_MODES = ("midas", "midas-hard", "mixup")
 
 
 @dataclass
@@ -232,7 +234,7 @@ class RunConfig:
         src = self.data.source
         where = f"fold{src.fold}" if src.fold is not None else src.test_split
         mode = self.label_mode
-        if mode in ("midas", "midas-hard", "mixup"):
+        if mode in MIXING_LABEL_MODES:
             mode += f"-a{self.mixing.alpha:g}"
         return f"{self.model.name}_{mode}_{src.kind}-{where}"
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.config import RunConfig, config_hash, load_config, saved_config, to_dict
+from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, load_config, saved_config, to_dict
 from dfer.errors import ConfigError, DataError
 from dfer.evaluate import read_results
 from dfer.io import exclusive_folder, refuse_foreign_folder
@@ -65,7 +65,7 @@ def cv_name(cfg: RunConfig) -> str:
         return cfg.name
     src = cfg.data.source
     mode = cfg.label_mode
-    if mode in ("midas", "midas-hard", "mixup"):
+    if mode in MIXING_LABEL_MODES:
         mode += f"-a{cfg.mixing.alpha:g}"
     subset = "" if cfg.data.train_subset == "all" else f"-{cfg.data.train_subset}"
     test = ""
@@ -330,10 +330,6 @@ def _fold_list(folds) -> str:
     return ", ".join(SPLIT_DIR if f is None else str(f) for f in folds)
 
 
-def fmt_pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.2f}"
-
-
 def fmt_value(key: str, x: float | None) -> str:
     """A metric as the tables print it: percent with 2 decimals, the KL in nats with 4."""
     if x is None:
@@ -448,7 +444,7 @@ def describe_config(cfg: dict) -> str:
     """One line stating the protocol: model, labels, input, schedule, global batch and lr."""
     d, o, m = cfg["data"], cfg["optim"], cfg["model"]
     mode = LABEL_NAMES.get(cfg["label_mode"], cfg["label_mode"])
-    if cfg["label_mode"] in ("midas", "midas-hard", "mixup"):
+    if cfg["label_mode"] in MIXING_LABEL_MODES:
         mode += f" (alpha {cfg['mixing']['alpha']:g})"
     src = d["source"]
     split = "cross-validation" if src["fold"] == "cv" else f"{src['train_split']}/{src['test_split']}"
@@ -457,7 +453,8 @@ def describe_config(cfg: dict) -> str:
         where += f", tested on {d['test_source']['kind']} {d['test_source']['test_split']}"
     subset = "" if d.get("train_subset", "all") == "all" else f", trained on the {d['train_subset']} group"
     return (f"{MODEL_NAMES.get(m['name'], m['name'])}, {mode} labels, {where}{subset}; {d['num_frames']} frames at "
-            f"{d['size']} px; {o['epochs']} epoch(s), global batch {o['batch_size']}, SGD lr {o['lr']:g} "
+            f"{d['size']} px; {o['epochs']} epoch(s), global batch {o['batch_size']}, "
+            f"{'AdamW' if o.get('name') == 'adamw' else 'SGD'} lr {o['lr']:g} "
             f"({o['schedule']}), seed {cfg['seed']}")
 
 

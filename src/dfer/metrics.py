@@ -15,8 +15,7 @@ the mean ran over fewer classes.
 Beyond the paper: KL and Jensen-Shannon divergences between the annotator distribution
 (the soft label, votes / their sum) and the predicted distribution, top-label expected
 calibration error (Guo et al., 2017) with its reliability curve, the negative
-log-likelihood, video-level aggregation of clip probabilities (clip-level and video-level
-results are reported separately, as torchvision's video references do), and the ambiguity
+log-likelihood, and the ambiguity
 analyses of Sec. 5.4-5.5: vote coexistence per majority class (Fig. 5) and the clear /
 mixed partition at a maximum soft label above 0.9 (Table 6).
 
@@ -50,11 +49,8 @@ __all__ = [
     "expected_calibration_error",
     "top_class_gap",
     "summarise",
-    "aggregate_video",
-    "video_labels",
     "clear_mask",
     "coexistence_matrix",
-    "summarise_by_group",
 ]
 
 #: Tolerance on probability row sums: softmax rows sum to 1 within ~1e-6 in float32 and
@@ -453,56 +449,6 @@ def summarise(
 
 # --------------------------------------------------------------------------- video level
 
-def aggregate_video(clip_probs: Any, video_index: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Average the probabilities of the clips (or windows) of each video.
-
-    Args:
-        clip_probs: (N, C) probabilities of N clips.
-        video_index: (N,) id of the video each clip comes from (ints or strings).
-
-    Returns:
-        ``(video_probs, video_ids)``: (V, C) float64 mean probabilities and (V,) the
-        distinct ids in sorted order (``np.unique``), row v of ``video_probs`` belonging to
-        ``video_ids[v]``.
-    """
-    p = _probs(clip_probs, "clip_probs")
-    vid = to_numpy(video_index)
-    if vid.shape != (p.shape[0],):
-        raise ValueError(f"video_index: expected shape ({p.shape[0]},) like clip_probs, got {vid.shape}")
-    ids, inv = np.unique(vid, return_inverse=True)
-    inv = inv.reshape(-1)
-    sums = np.zeros((ids.size, p.shape[1]))
-    np.add.at(sums, inv, p)
-    return sums / np.bincount(inv, minlength=ids.size)[:, None], ids
-
-
-def video_labels(labels: Any, video_index: Any) -> tuple[np.ndarray, np.ndarray]:
-    """One label per video, in the order of :func:`aggregate_video`.
-
-    Args:
-        labels: (N,) int label of each clip.
-        video_index: (N,) video id of each clip.
-
-    Returns:
-        ``(labels, video_ids)``: (V,) int64 and (V,) sorted distinct ids.
-
-    Raises:
-        ValueError: if the clips of one video disagree on the label.
-    """
-    y = _labels(labels, "labels")
-    vid = to_numpy(video_index)
-    if vid.shape != y.shape:
-        raise ValueError(f"video_index: expected shape {y.shape} like labels, got {vid.shape}")
-    ids, first, inv = np.unique(vid, return_index=True, return_inverse=True)
-    out = y[first]
-    clash = out[inv.reshape(-1)] != y
-    if clash.any():
-        bad = vid[clash][0]
-        raise ValueError(f"clips of video {bad.tolist()!r} carry different labels: "
-                         f"{sorted(set(y[vid == bad].tolist()))}")
-    return out, ids
-
-
 # --------------------------------------------------------------------------- ambiguity (Sec. 5.4-5.5)
 
 def clear_mask(soft_labels: Any, threshold: float = 0.9) -> np.ndarray:
@@ -567,32 +513,3 @@ def coexistence_matrix(
     return np.divide(sums, counts[:, None], out=np.full((C, C), np.nan), where=counts[:, None] > 0)
 
 
-def summarise_by_group(
-    probs: Any,
-    labels: Any,
-    mask: Any,
-    names: tuple[str, str] = ("clear", "mixed"),
-) -> dict[str, dict[str, Any]]:
-    """UAR / WAR on the clips inside ``mask`` and on the rest (e.g. clear vs mixed, Table 6).
-
-    Args:
-        probs: (N, C) predicted probabilities.
-        labels: (N,) int hard labels in ``[0, C)``.
-        mask: (N,) bool, e.g. :func:`clear_mask` of the soft labels.
-        names: keys of the two groups (inside, outside).
-
-    Returns:
-        ``{names[0]: {...}, names[1]: {...}}``, each with ``num_clips``, ``uar``, ``war``
-        (None when the group is empty) and ``absent_classes`` (indices).
-    """
-    p = _probs(probs)
-    y = _labels(labels, "labels")
-    m = to_numpy(mask).astype(bool)
-    if y.shape[0] != p.shape[0] or m.shape != (p.shape[0],):
-        raise ValueError(f"probs, labels and mask differ in length: {p.shape[0]}, {y.shape[0]}, {m.shape}")
-    out = {}
-    for name, sel in zip(names, (m, ~m)):
-        cm = confusion_matrix(y[sel], p[sel].argmax(axis=1) if sel.any() else y[sel], p.shape[1])
-        out[name] = {"num_clips": int(sel.sum()), "uar": _py(uar(cm)), "war": _py(war(cm)),
-                     "absent_classes": absent_classes(cm)}
-    return out

@@ -6,7 +6,6 @@
   (see :func:`dfer.metrics.coexistence_matrix`).
 - :func:`plot_class_distribution`: clips per class, the paper's Fig. 4.
 - :func:`plot_reliability`: reliability diagram of :func:`dfer.metrics.reliability_curve`.
-- :func:`plot_curves`: loss / UAR / WAR / learning rate over the epochs of a metrics.csv.
 - :func:`plot_timeline`: predicted emotion distribution over the time of a video, with the
   spans where no face was found shaded.
 
@@ -20,8 +19,6 @@ never sees half a PNG. Each function returns the path it wrote. The image is
 
 from __future__ import annotations
 
-import csv
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -31,7 +28,6 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from dfer.errors import DataError, where
 from dfer.metrics import to_numpy
 
 __all__ = [
@@ -40,7 +36,6 @@ __all__ = [
     "plot_coexistence",
     "plot_class_distribution",
     "plot_reliability",
-    "plot_curves",
     "plot_timeline",
 ]
 
@@ -265,87 +260,6 @@ def plot_reliability(
     ax_n.bar(edges[:-1], counts, width=width, align="edge", color="#8c8c8c")
     ax_n.set_xlabel("confidence (top-label probability)")
     ax_n.set_ylabel("clips")
-    return _save(fig, path, dpi)
-
-
-#: Columns of metrics.csv that :func:`plot_curves` draws, panel by panel.
-_CURVE_PANELS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("loss", ("train_loss", "val_loss")),
-    ("recall", ("val_uar", "val_war")),
-    ("learning rate", ("lr",)),
-)
-
-
-def _read_metrics_csv(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DataError(f"{where(path)}: metrics file not found")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise DataError(f"{where(path)}: expected a CSV header (epoch,train_loss,val_uar,val_war,lr), found an empty file")
-        columns: dict[str, list[float]] = {name.strip(): [] for name in reader.fieldnames}
-        for row in reader:
-            for name, raw in row.items():
-                if name is None:  # more cells than header names
-                    raise DataError(f"{where(path, reader.line_num)}: more cells than the header has columns")
-                raw = (raw or "").strip()
-                try:
-                    value = float(raw) if raw else math.nan
-                except ValueError:
-                    raise DataError(f"{where(path, reader.line_num)}: column {name.strip()!r} expected a "
-                                    f"number, found {raw!r}") from None
-                columns[name.strip()].append(value)
-    return {k: np.asarray(v) for k, v in columns.items()}
-
-
-def plot_curves(
-    metrics_csv_path: str | os.PathLike,
-    path: str | os.PathLike,
-    title: str | None = None,
-    figsize: tuple[float, float] = (10.0, 3.5),
-    dpi: int = 100,
-) -> Path:
-    """Training curves from a run's metrics.csv: loss, UAR / WAR, learning rate per epoch.
-
-    Missing columns are skipped (a panel with none of its columns is not drawn), empty
-    cells are gaps; without an ``epoch`` column the row number is used.
-
-    Args:
-        metrics_csv_path: CSV with a header among ``epoch, train_loss, val_loss, val_uar,
-            val_war, lr`` (other columns are ignored).
-        path: PNG to write.
-        title: figure title.
-        figsize: inches; dpi: pixels per inch.
-
-    Raises:
-        DataError: if the file is missing, has no plottable column or holds a non-number.
-    """
-    src = Path(metrics_csv_path)
-    cols = _read_metrics_csv(src)
-    panels = [(name, [c for c in wanted if c in cols and np.isfinite(cols[c]).any()])
-              for name, wanted in _CURVE_PANELS]
-    panels = [(name, present) for name, present in panels if present]
-    if not panels:
-        wanted = sorted({c for _, w in _CURVE_PANELS for c in w})
-        raise DataError(f"{where(src)}: expected at least one of the columns {wanted} with values, "
-                        f"found columns {sorted(cols)}")
-    n_rows = len(next(iter(cols.values())))
-    x = cols["epoch"] if "epoch" in cols else np.arange(n_rows, dtype=np.float64)
-    fig = Figure(figsize=figsize, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (name, present) in zip(axes, panels):
-        for c in present:
-            y = cols[c]
-            ok = np.isfinite(x) & np.isfinite(y)
-            ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 30 else None, markersize=3, label=c)
-        ax.set_xlabel("epoch")
-        ax.set_title(name)
-        if name == "learning rate":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
     return _save(fig, path, dpi)
 
 

@@ -58,7 +58,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -497,7 +497,7 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
         if track is None:
             n = decoded[0]
             report.update(status="no_face", frames=n, windows=[],
-                          error=(f"no frames decoded" if n == 0 else
+                          error=("no frames decoded" if n == 0 else
                                  f"no face found in {n} frame{'s' if n != 1 else ''} "
                                  f"(detector score >= {cfg.score_threshold})"))
             report["summary"] = {"processing_s": time.perf_counter() - t_start}

@@ -36,6 +36,7 @@ from dfer.data.table import ClipTable
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, first_line
 from dfer.io import exclusive_folder, refuse_foreign_folder
+from dfer.metrics import clear_mask
 
 # ---------------------------------------------------------------------- small pure helpers
 
@@ -164,7 +165,7 @@ def ambiguity_subset(table: ClipTable, which: str, seed: int, size: int | None =
         return table
     soft = table.soft_labels()
     labels = table.hard_labels()
-    clear = soft.max(axis=1) > 0.9
+    clear = clear_mask(soft)  # the paper's clear group, as every table of dfer counts it
     pool = clear if which == "clear" else np.ones(len(table), bool)
     size = int(size or clear.sum())
     if size == 0:
@@ -258,14 +259,10 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
     from dfer.data.transforms import build_transforms
 
     d = cfg.data
-    if sampler is not None:
-        pass
-    elif train:
-        sampler = SegmentSampler(d.num_frames, mode="train")
-    elif num_clips > 1:
-        sampler = MultiClipSampler(d.num_frames, num_clips)
-    else:
-        sampler = SegmentSampler(d.num_frames, mode="test")
+    if sampler is None:
+        sampler = (SegmentSampler(d.num_frames, mode="train") if train else
+                   MultiClipSampler(d.num_frames, num_clips) if num_clips > 1 else
+                   SegmentSampler(d.num_frames, mode="test"))
     if transform is None:
         transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
                                      pad=d.pad)

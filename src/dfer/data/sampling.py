@@ -3,8 +3,7 @@
 MIDAS (Kawamura et al., section 4.3) follows TSN/TSM: "we divided each video into eight
 segments and sampled one frame from each segment". :class:`SegmentSampler` is that rule
 (a uniformly random frame per segment at training, the centre frame at test);
-:class:`MultiClipSampler` spreads K test clips over each segment; :class:`DenseSampler`
-takes consecutive frames (sliding windows, short-term streams).
+:class:`MultiClipSampler` spreads K test clips over each segment.
 
 Samplers are small pure objects: ``sample(n_available, rng)`` maps a frame count and an
 explicit random generator to int64 frame indices, so the same (generator seed, clip)
@@ -26,7 +25,7 @@ from dfer.errors import ConfigError, DataError
 Generator = Union[np.random.Generator, torch.Generator]
 Mode = Literal["train", "test"]
 
-__all__ = ["SegmentSampler", "MultiClipSampler", "DenseSampler", "segment_bounds", "uniform"]
+__all__ = ["SegmentSampler", "MultiClipSampler", "segment_bounds", "uniform"]
 
 
 def uniform(rng: Generator, size: int) -> np.ndarray:
@@ -136,58 +135,3 @@ class MultiClipSampler:
         frac = (2 * np.arange(self.num_clips, dtype=np.int64) + 1)[:, None]
         # integer form of floor((j + 1/2) / K * length), exact for any clip length
         return starts[None, :] + (frac * (ends - starts)[None, :]) // (2 * self.num_clips)
-
-
-@dataclass(frozen=True)
-class DenseSampler:
-    """``num_frames`` consecutive frames, ``stride`` apart (a window of ``(T-1)*stride + 1``
-    frames).
-
-    Train mode places the window uniformly at random; test mode centres it. A clip shorter
-    than the window is covered whole, with the frames spread evenly (repeated when the clip
-    has fewer than T frames). :meth:`window` gives the window at a chosen start, for
-    sliding-window inference.
-    """
-
-    num_frames: int = 8
-    stride: int = 1
-    mode: Mode = "train"
-
-    def __post_init__(self):
-        _check_positive("num_frames", self.num_frames)
-        _check_positive("stride", self.stride)
-        if self.mode not in ("train", "test"):
-            raise ConfigError(f"sampler mode must be 'train' or 'test', got {self.mode!r}")
-
-    @property
-    def span(self) -> int:
-        """Frames covered by one window."""
-        return (self.num_frames - 1) * self.stride + 1
-
-    def window(self, start: int, n_available: int) -> np.ndarray:
-        """int64 (num_frames,) indices of the window beginning at ``start`` (clamped so the
-        window fits inside the clip)."""
-        n = _check_count(n_available)
-        if n < self.span:
-            return self._whole(n)
-        start = min(max(int(start), 0), n - self.span)
-        return start + self.stride * np.arange(self.num_frames, dtype=np.int64)
-
-    def sample(self, n_available: int, rng: Generator | None = None) -> np.ndarray:
-        n = _check_count(n_available)
-        if n < self.span:
-            return self._whole(n)
-        room = n - self.span + 1  # number of possible window starts
-        if self.mode == "test":
-            start = (room - 1) // 2
-        else:
-            if rng is None:
-                raise ValueError("train-mode sampling needs an explicit generator (rng)")
-            start = min(int(uniform(rng, 1)[0] * room), room - 1)
-        return self.window(start, n)
-
-    def _whole(self, n: int) -> np.ndarray:
-        if n < self.num_frames:
-            return _spread(n, self.num_frames)
-        return (np.arange(self.num_frames, dtype=np.int64) * (n - 1)) // (self.num_frames - 1) \
-            if self.num_frames > 1 else np.zeros(1, np.int64)

@@ -233,7 +233,7 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
         crops, track = faces_from_frames(frames, detector, tcfg)
         if track is None:
             record["num_frames"] = frames_seen
-            record["error"] = (f"no frames decoded" if frames_seen == 0 else
+            record["error"] = ("no frames decoded" if frames_seen == 0 else
                                f"no face found in {frames_seen} frames (score >= {config.score_threshold})")
         else:
             if partial.exists():

@@ -19,7 +19,12 @@ TINY = ["optim.epochs=1", "data.size=32", "data.num_frames=4", "model.pretrained
 
 
 def test_every_paper_recipe_belongs_to_a_table_and_every_table_to_recipes():
-    assert recipe_dir() == ROOT / "configs" / "paper"
+    import dfer
+
+    # inside the package (package data, so a plain `pip install` has the recipes), and the
+    # source tree's configs/ is the same folder
+    assert recipe_dir() == Path(dfer.__file__).resolve().parent / "configs" / "paper"
+    assert recipe_dir() == (ROOT / "configs" / "paper").resolve()
     on_disk = {p.stem for p in recipe_dir().glob("*.yaml") if not p.stem.startswith("_")}
     used = {r for spec in TABLES.values() if spec.folder == "paper" for r in spec.recipes}
     assert used == on_disk

@@ -82,8 +82,9 @@ TABLES: dict[str, TableSpec] = {
 
 
 def recipe_dir(folder: str = "paper") -> Path:
-    """``configs/<folder>`` of the source tree (the package is installed editable from it)."""
-    return Path(__file__).resolve().parents[2] / "configs" / folder
+    """``dfer/configs/<folder>``: the recipes are package data, so any install has them (the
+    source tree's ``configs/`` is a link to the same folder)."""
+    return Path(__file__).resolve().parent / "configs" / folder
 
 
 def table_configs(table: str, data_root: str, *, afew_root: str | None = None, overrides: list[str] = (),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dfer.errors import ConfigError
 from dfer.experiments import LABEL_NAMES, MODEL_NAMES, _fold_list, fmt_mean_std, summarise_cv
+from dfer.io import atomic_path, write_text_atomic
 
 
 @dataclass
@@ -142,15 +143,11 @@ def write_table(path: str | os.PathLike, headers: list[str], cells: list[list[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     md, cs = (path.with_suffix(".md"), path) if path.suffix == ".csv" else (path, path.with_suffix(".csv"))
-    tmp = md.with_name(f"{md.name}.{os.getpid()}.tmp")
-    tmp.write_text(markdown, encoding="utf-8")
-    os.replace(tmp, md)
-    tmp = cs.with_name(f"{cs.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    write_text_atomic(md, markdown)
+    with atomic_path(cs) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(headers)
         w.writerows(cells)
-    os.replace(tmp, cs)
     return [md, cs]
 
 

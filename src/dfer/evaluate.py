@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch.distributed as dist
 from dfer.config import RunConfig, load_config
 from dfer.data.table import ClipTable
 from dfer.errors import ConfigError, DataError, first_line
+from dfer.io import atomic_path, write_text_atomic
 
 
 @torch.no_grad()
@@ -158,9 +158,7 @@ def _against_synthetic_truth(table: ClipTable, probs: np.ndarray) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable, allow_nan=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, default=_jsonable, allow_nan=False))
 
 
 def _jsonable(o):
@@ -176,15 +174,13 @@ def _jsonable(o):
 def _write_predictions(path: Path, table: ClipTable, probs: np.ndarray) -> None:
     import csv
 
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["clip_id", "label", "pred", *table.classes])
         labels = table.hard_labels()
         for cid, lab, p in zip(table.clip_id, labels, probs):
             w.writerow([cid, table.classes[lab] if lab >= 0 else "", table.classes[int(p.argmax())],
                         *(f"{x:.6f}" for x in p)])
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- runs on disk

@@ -39,7 +39,7 @@ import numpy as np
 from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, load_config, saved_config, to_dict
 from dfer.errors import ConfigError, DataError
 from dfer.evaluate import read_results
-from dfer.io import exclusive_folder, refuse_foreign_folder
+from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder, write_text_atomic
 
 MANIFEST = "cv.json"
 SPLIT_DIR = "split"
@@ -230,9 +230,7 @@ def _write_manifest(cv_dir: Path, cfg: RunConfig, expected: list[int] | None) ->
     base = to_dict(fold_config(cfg, None))
     base["data"]["source"]["fold"] = None if expected is None else "cv"
     doc = {"name": cv_name(cfg), "protocol_hash": h, "folds": expected, "config": base}
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(doc, indent=1))
 
 
 # ---------------------------------------------------------------------- summary
@@ -352,15 +350,13 @@ def _write_summary(cv_dir: Path, s: dict) -> None:
     rows = [(f"fold {k}" if k != SPLIT_DIR else "split", s["per_fold"][k]) for k in s["per_fold"]]
 
     # summary.csv: one row per fold, then mean and std (sample, ddof=1)
-    tmp = cv_dir / f"summary.csv.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(cv_dir / "summary.csv") as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["fold", *headers])
         for label, m in rows:
             w.writerow([label, *(fmt_value(k, m.get(k)) for k in cols)])
         w.writerow(["mean", *(fmt_value(k, s["mean"][k]) for k in cols)])
         w.writerow(["std", *(fmt_value(k, s["std"][k]) for k in cols)])
-    os.replace(tmp, cv_dir / "summary.csv")
 
     cfg = s["config"]
     n = len(s["folds"])
@@ -384,9 +380,7 @@ def _write_summary(cv_dir: Path, s: dict) -> None:
     lines += _md_table(["Fold", *(_HEADINGS[k] for k in extra)], rows, extra, s)
     lines += ["", "Confusion matrix summed over the folds, row-normalised (Fig. 6): `confusion.png`. Reliability "
                   "diagram of the pooled test predictions: `reliability.png`.", ""]
-    tmp = cv_dir / f"summary.md.{os.getpid()}.tmp"
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, cv_dir / "summary.md")
+    write_text_atomic(cv_dir / "summary.md", "\n".join(lines))
 
     from dfer.evaluate import _write_json
 

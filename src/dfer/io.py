@@ -86,3 +86,11 @@ def refuse_foreign_folder(folder: str | os.PathLike, marks: tuple[str, ...], com
         raise ConfigError(f"{folder} holds files that {command} did not write (e.g. {example!r}) and none of "
                           f"{', '.join(marks)}: it writes only into a new folder or one of its own; choose "
                           f"another name or out_dir")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path`; returns the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path

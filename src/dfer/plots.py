@@ -12,7 +12,7 @@
 Figures are built with :class:`matplotlib.figure.Figure` directly rather than through
 pyplot: no display and no GUI backend is ever touched, no global figure state is kept,
 and the process-wide backend is left as the caller set it. Every file is written to a
-temporary name in the target folder and moved into place with ``os.replace``, so a reader
+temporary name in the target folder and moved into place (:func:`dfer.io.atomic_path`), so a reader
 never sees half a PNG. Each function returns the path it wrote. The image is
 ``figsize * dpi`` pixels exactly (no tight bounding box).
 """
@@ -20,7 +20,6 @@ never sees half a PNG. Each function returns the path it wrote. The image is
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from dfer.io import atomic_path
 from dfer.metrics import to_numpy
 
 __all__ = [
@@ -57,15 +57,8 @@ def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     """Write ``fig`` to ``path`` as PNG atomically; the folder is created when missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=dpi)
     return path
 
 

@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 from dfer.errors import ConfigError, DataError, DfeError, first_line
+from dfer.io import write_text_atomic
 
 __all__ = ["PredictConfig", "WindowPlan", "window_length", "plan_windows", "ModelBundle", "load_model",
            "load_pretrained", "input_transform", "predict_file", "predict_video",
@@ -685,7 +686,7 @@ def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> 
     if existing and not _is_predict_report(paths["json"]):
         raise DataError(f"{existing[0]} exists and was not written by dfer predict; left as it is (move it, or "
                         f"give another --out)")
-    _write_text(paths["json"], json.dumps({**report, "outputs": {k: str(v) for k, v in paths.items()}},
+    write_text_atomic(paths["json"], json.dumps({**report, "outputs": {k: str(v) for k, v in paths.items()}},
                                           indent=1, allow_nan=False) + "\n")
     classes = report["classes"]
 
@@ -697,7 +698,7 @@ def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> 
         writer.writerow([w["start_frame"], w["end_frame"], f"{w['start_s']:.4f}", f"{w['end_s']:.4f}",
                          f"{w['face_found']:.4f}", w["top"] or "",
                          *([f"{x:.6f}" for x in p] if p is not None else [""] * len(classes))])
-    _write_text(paths["csv"], buf.getvalue())
+    write_text_atomic(paths["csv"], buf.getvalue())
 
     if will_plot:
         from dfer.plots import plot_timeline
@@ -732,12 +733,6 @@ def timeline_steps(windows: list[dict], num_classes: int) -> tuple[np.ndarray, n
         times += [a, b - eps]
         probs += [p, p]
     return np.asarray(times, np.float64), np.asarray(probs, np.float64)
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def summary_line(report: dict, paths: dict[str, Path] | None = None) -> str:

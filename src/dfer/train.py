@@ -35,7 +35,7 @@ from dfer.config import HARD_LABEL_MODES, RunConfig, config_hash, dump_config, l
 from dfer.data.table import ClipTable
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, first_line
-from dfer.io import exclusive_folder, refuse_foreign_folder
+from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder, write_text_atomic
 from dfer.metrics import clear_mask
 
 # ---------------------------------------------------------------------- small pure helpers
@@ -308,14 +308,10 @@ def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict, ro
     meta["scaler"] = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
     meta["numpy_rng"] = None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
-    os.replace(tmp, path)
-    side = path.with_suffix(".json")
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps({k: v for k, v in meta.items() if k not in ("optim_param_groups", "optim_scalars")},
-                              indent=1, default=str))
-    os.replace(tmp, side)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
+    write_text_atomic(path.with_suffix(".json"), json.dumps(
+        {k: v for k, v in meta.items() if k not in ("optim_param_groups", "optim_scalars")}, indent=1, default=str))
 
 
 def _damaged(path: Path, e: BaseException, what: str = "is not a readable dfer checkpoint") -> ConfigError:
@@ -693,9 +689,8 @@ def _rewrite_meta(path: Path, meta: dict) -> None:
 
     with safe_open(str(path), framework="pt", device="cpu") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
 
 
 def _mean_across(value: float, info: DistInfo, device) -> float:
@@ -737,12 +732,10 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
                                   f"(delete it to resume without the earlier rows, or --restart)") from None
             if epoch <= epochs_done:
                 rows.append(r)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=_METRIC_FIELDS)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------- CLI

@@ -56,6 +56,7 @@ import numpy as np
 import dfer
 from dfer.data.table import IMAGE_EXTENSIONS, ClipKind, ClipTable
 from dfer.errors import DataError
+from dfer.io import atomic_path
 
 OK, MISSING, UNREADABLE, EMPTY, SHORT = 0, 1, 2, 3, 4
 PROBLEMS = {MISSING: "missing", UNREADABLE: "unreadable", EMPTY: "no frames", SHORT: "fewer frames than listed"}
@@ -192,12 +193,10 @@ def _load_cache(path: Path) -> dict[tuple[str, int, int, int], tuple[int, int, s
 
 def _save_cache(path: Path, source, kind, sig, frames, status, detail) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, source=np.asarray(source, dtype=str), kind=np.asarray(kind, np.uint8),
                  mtime=sig[:, 0], size=sig[:, 1], frames=np.asarray(frames, np.int64),
                  status=np.asarray(status, np.int8), detail=np.asarray(detail, dtype=str))
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.errors import DataError
+from dfer.io import atomic_path
 
 
 class ClipKind(enum.IntEnum):
@@ -350,14 +351,12 @@ class ClipTable:
     def save(self, path: str | Path) -> None:
         """Write the table to a ``.npz`` file (atomically)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         arrays = {k: getattr(self, k) for k in
                   ("clip_id", "source", "kind", "num_frames", "votes", "label", "fold", "split", "group")}
         if self.multi_hot is not None:
             arrays["multi_hot"] = self.multi_hot
-        with open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, classes=np.asarray(self.classes), name=np.asarray(self.name), **arrays)
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "ClipTable":

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.errors import ConfigError, DataError, DfeError
-from dfer.io import LOCK_NAME, exclusive_folder
+from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
            "add_arguments", "run"]
@@ -181,13 +181,11 @@ def _failure_record(source: str, path: str, label: str | None, error: str) -> di
 # ---------------------------------------------------------------------------- one video
 def _write_json_atomic(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
         f.write("\n")
         f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        os.fsync(f.fileno())  # the record is the "done" mark: on disk before it counts
 
 
 def _encode_jpeg(crop: np.ndarray, quality: int) -> bytes:
@@ -438,9 +436,7 @@ def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: 
     writer.writerow(["path", "num_frames"] + (["label"] if with_label else []))
     for r in sorted(ok, key=lambda r: r["path"]):
         writer.writerow([r["path"], r["num_frames"]] + ([r["label"]] if with_label else []))
-    tmp = out / f".{manifest}.tmp"
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, out / manifest)
+    write_text_atomic(out / manifest, buf.getvalue())
     return report
 
 

@@ -27,7 +27,6 @@ pass is a pure function of the model, the epoch and the number of processes.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ import torch
 
 from dfer.config import HARD_LABEL_MODES
 from dfer.data.table import ClipTable
+from dfer.io import atomic_path
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
 from dfer.robust.config import RobustConfig
@@ -380,10 +380,8 @@ def _fmt(x):
 
 
 def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k, "") for k in fields})
-    os.replace(tmp, path)

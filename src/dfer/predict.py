@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from dfer.errors import ConfigError, DataError, DfeError, first_line
 from dfer.io import write_text_atomic
 
@@ -72,8 +73,6 @@ __all__ = ["PredictConfig", "WindowPlan", "window_length", "plan_windows", "Mode
            "load_pretrained", "input_transform", "predict_file", "predict_video",
            "add_arguments", "run"]
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ALIGN_SIZE = 256  # the aligned frame size of `dfer preprocess` (DFEW's own frames), i.e. of the training data
 
 
@@ -406,12 +405,12 @@ class _TimedDetector:
 
 def _media_kind(path: Path) -> str:
     suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
+    if suffix in VIDEO_EXTENSIONS:
         return "video"
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_EXTENSIONS:
         return "image"
-    raise DataError(f"{path}: expected a video ({', '.join(VIDEO_SUFFIXES)}) or an image "
-                    f"({', '.join(IMAGE_SUFFIXES)}), found suffix {path.suffix or '(none)'!r}")
+    raise DataError(f"{path}: expected a video ({', '.join(VIDEO_EXTENSIONS)}) or an image "
+                    f"({', '.join(IMAGE_EXTENSIONS)}), found suffix {path.suffix or '(none)'!r}")
 
 
 def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictConfig | None = None,

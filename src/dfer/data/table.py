@@ -52,11 +52,12 @@ SPLIT_NAMES = {"": Split.NONE, "none": Split.NONE, "train": Split.TRAIN, "traini
                "val": Split.VAL, "valid": Split.VAL, "validation": Split.VAL,
                "test": Split.TEST, "testing": Split.TEST}
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
+#: the one list of media kinds dfer reads: the corpus readers, preprocess and predict
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
 #: rules for the hard label of a clip whose top votes tie (``data.ties``)
 TIES = ("drop", "first", "random")
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def kind_of_path(path: str) -> ClipKind:

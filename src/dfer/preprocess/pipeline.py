@@ -44,13 +44,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from dfer.errors import ConfigError, DataError, DfeError
 from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
            "add_arguments", "run"]
 
-PREPROCESS_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 MANIFEST = "manifest.csv"
 REPORT = "report.json"
 DONE_DIR = ".done"
@@ -124,7 +124,7 @@ def find_videos(src: Path, exclude: Path | None = None) -> list[Path]:
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                          and (exclude is None or Path(root, d).resolve() != exclude))
-        found += [Path(root, f) for f in files if f.lower().endswith(PREPROCESS_EXTENSIONS) and not f.startswith(".")]
+        found += [Path(root, f) for f in files if f.lower().endswith(VIDEO_EXTENSIONS) and not f.startswith(".")]
     return sorted(found)
 
 
@@ -162,8 +162,6 @@ def _output_folder(rel: str) -> str:
     """``a/b/clip.mp4`` -> ``a/b/clip``; a name that would still end in a media extension
     (``x.avi.mp4`` -> ``x.avi``) gets that dot replaced (``x_avi``): readers tell frame
     folders from videos and images by the suffix."""
-    from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-
     head, _, name = rel.rpartition("/")
     stem = name.rsplit(".", 1)[0] if "." in name else name
     while os.path.splitext(stem)[1].lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS:
@@ -343,13 +341,13 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
     src_dir = src_res if src_res.is_dir() else src_res.parent
     if out_res == src_dir or src_dir in out_res.parents:
         raise ConfigError(f"OUT {out} is inside SRC {src}: dfer preprocess never writes into SRC")
-    if src.is_file() and not src.name.lower().endswith(PREPROCESS_EXTENSIONS):
-        raise DataError(f"{src}: expected a folder or a video ({', '.join(PREPROCESS_EXTENSIONS)})")
+    if src.is_file() and not src.name.lower().endswith(VIDEO_EXTENSIONS):
+        raise DataError(f"{src}: expected a folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
     if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME):
         raise ConfigError(f"--manifest must be a plain file name, got {manifest!r}")
     videos = find_videos(src_res, exclude=out_res)
     if not videos:
-        raise DataError(f"{src}: no videos found (looked for {', '.join(PREPROCESS_EXTENSIONS)}, recursively)")
+        raise DataError(f"{src}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)}, recursively)")
     jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
 
     lock = contextlib.ExitStack()  # one writer per OUT

@@ -129,6 +129,26 @@ def test_run_name_encodes_the_protocol():
     cfg = load_config(None, ["data.source.fold=3"])
     assert cfg.run_name() == "tsm_resnet18_midas-a0.4_dfew-fold3"
     assert load_config(None, ["label_mode=hard"]).run_name() == "tsm_resnet18_hard_dfew-fold1"
+    assert cfg.run_name(cv=True) == "tsm_resnet18_midas-a0.4_dfew-cv"  # whichever fold
+
+
+def test_no_two_recipes_share_a_run_or_cv_name():
+    """Two protocols in one folder would be refused as "a different config" (or mixed)."""
+    from dfer.experiments import cv_name
+
+    from dfer.config import config_hash
+
+    recipes = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if not p.name.startswith("_"))
+    cfgs = {p.relative_to(ROOT / "configs"): load_config(p) for p in recipes}
+    assert len(cfgs) > 20
+    for name in (lambda c: c.run_name(), cv_name):
+        protocols = {}  # where a run would go -> the configs that would go there
+        for path, c in cfgs.items():
+            protocols.setdefault((c.out_dir, name(c)), set()).add(config_hash(c))
+        # recipes that share a folder are one recipe (rdfer/tsm_hard.yaml is paper/table2_tsm_hard.yaml)
+        assert all(len(h) == 1 for h in protocols.values()), [k for k, h in protocols.items() if len(h) > 1]
+    clear = cfgs[Path("paper/table6_clear.yaml")]
+    assert clear.run_name() == "tsm_resnet18_soft_dfew-clear-fold1" and cv_name(clear) == "tsm_resnet18_soft_dfew-clear-cv"
 
 
 def test_cosine_schedule_endpoints_and_warmup():

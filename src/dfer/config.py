@@ -227,16 +227,27 @@ class RunConfig:
             if not ok:
                 raise ConfigError(f"{name} must be {accepted}, got {value!r}")
 
-    def run_name(self) -> str:
-        """A name that encodes the protocol, mmaction2-style: tsm_resnet18_midas-a0.4_dfew-fold1."""
+    def run_name(self, *, cv: bool = False) -> str:
+        """A name that encodes the protocol, mmaction2-style: ``tsm_resnet18_midas-a0.4_dfew-fold1``;
+        with ``cv``, the cross-validation's folder (``..._dfew-cv``), which does not depend
+        on the folds a job runs. The training subset and a separate test corpus are part of
+        it (``..._dfew-clear-fold1``, ``..._dfew-test_test-afew-val``), as is RDFER's policy for
+        noisy clips (``rdfer_resnet18_hard_robust-correct_dfew-fold1``), so two protocols do
+        not share a name."""
         if self.name:
             return self.name
         src = self.data.source
-        where = f"fold{src.fold}" if src.fold is not None else src.test_split
         mode = self.label_mode
         if mode in MIXING_LABEL_MODES:
             mode += f"-a{self.mixing.alpha:g}"
-        return f"{self.model.name}_{mode}_{src.kind}-{where}"
+        subset = "" if self.data.train_subset == "all" else f"-{self.data.train_subset}"
+        if self.robust.enabled:  # RDFER's treatment of the noisy clips is part of the protocol
+            mode += f"_robust-{self.robust.noisy_policy}"
+        test = ""
+        if self.data.test_source is not None:
+            test = f"_test-{self.data.test_source.kind}-{self.data.test_source.test_split}"
+        where = ("cv" if cv else f"fold{src.fold}") if src.fold is not None else src.test_split
+        return f"{self.model.name}_{mode}_{src.kind}{subset}-{where}{test}"
 
 
 # ---------------------------------------------------------------------- (de)serialisation

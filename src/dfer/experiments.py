@@ -61,18 +61,7 @@ def cv_name(cfg: RunConfig) -> str:
 
     It does not depend on the folds a job runs, so the jobs of one cv share the folder.
     """
-    if cfg.name:
-        return cfg.name
-    src = cfg.data.source
-    mode = cfg.label_mode
-    if mode in MIXING_LABEL_MODES:
-        mode += f"-a{cfg.mixing.alpha:g}"
-    subset = "" if cfg.data.train_subset == "all" else f"-{cfg.data.train_subset}"
-    test = ""
-    if cfg.data.test_source is not None:
-        test = f"_test-{cfg.data.test_source.kind}-{cfg.data.test_source.test_split}"
-    where = "cv" if src.fold is not None else src.test_split
-    return f"{cfg.model.name}_{mode}_{src.kind}{subset}-{where}{test}"
+    return cfg.run_name(cv=True)
 
 
 def fold_dir(cv_dir: str | os.PathLike, fold: int | None) -> Path:

@@ -168,7 +168,8 @@ def dfer_arm(root: Path, run_dir: Path, a: argparse.Namespace,
     from dfer.config import load_config
     from dfer.emotions import FERPLUS8
     from dfer.evaluate import load_run, predict_table
-    from dfer.train import build_splits, train
+    from dfer.data.splits import build_splits
+    from dfer.train import train
 
     overrides = dfer_overrides(root, a, extra)
     cfg = load_config(RECIPE, overrides)

@@ -48,7 +48,7 @@ def write_random_run(run_dir: Path, size: int = 32, num_frames: int = 2) -> Path
     from dfer.config import RunConfig, dump_config, from_dict
     from dfer.emotions import BASIC7
     from dfer.models import create_model
-    from dfer.train import save_checkpoint
+    from dfer.checkpoint import save_checkpoint
 
     cfg = from_dict(RunConfig, {"data": {"size": size, "num_frames": num_frames}})
     run_dir.mkdir(parents=True)

@@ -24,12 +24,12 @@ def tiny(root) -> list[str]:
 @pytest.mark.parametrize("setting", ["optim.batch_size=500", "data.val_fraction=0.95"])
 def test_an_epoch_without_an_optimiser_step_is_refused_before_the_model_is_built(setting, synthetic_dfew,
                                                                                  tmp_path, capsys, monkeypatch):
-    import dfer.models
+    import dfer.train
 
     def forbidden(*a, **k):
         raise AssertionError("the model was built")
 
-    monkeypatch.setattr(dfer.models, "create_model", forbidden)
+    monkeypatch.setattr(dfer.train, "create_model", forbidden)
     extra = ["optim.batch_size=16"] if "val_fraction" in setting else []
     assert main(["train", f"out_dir={tmp_path}", *tiny(synthetic_dfew), *extra, setting]) == 2
     line = _one_line(capsys.readouterr().err)

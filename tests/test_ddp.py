@@ -84,7 +84,7 @@ def predictions(path: Path) -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("n,batch,world", [(54, 8, 2), (67, 8, 4), (13, 4, 2), (8, 8, 8)])
 def test_ranks_share_the_single_process_global_batches(n, batch, world):
     from dfer.data.dataset import EpochSampler
-    from dfer.train import GlobalBatchShardSampler
+    from dfer.distributed import GlobalBatchShardSampler
 
     for epoch in (0, 3):
         single = EpochSampler(n, shuffle=True, seed=5, epoch=epoch).order()
@@ -197,7 +197,7 @@ def _stop_after_epoch(n: int) -> None:
     """Make every rank exit (code 3) right after the end-of-epoch barrier of epoch ``n``."""
     import dfer.train as train_mod
 
-    real, calls = train_mod._barrier, [0]
+    real, calls = train_mod.barrier, [0]
 
     def barrier(info):
         real(info)
@@ -205,7 +205,7 @@ def _stop_after_epoch(n: int) -> None:
         if calls[0] == n + 1:  # the first barrier follows the creation of the run directory
             raise SystemExit(3)
 
-    train_mod._barrier = barrier
+    train_mod.barrier = barrier
 
 
 def _register_tiny_model() -> None:

@@ -411,18 +411,17 @@ def _config(tmp_path: Path, *overrides: str):
 
 
 def _forbid_building(monkeypatch):
-    import dfer.models
     import dfer.train
 
     def forbidden(*a, **k):
         raise AssertionError("built a model or a loader before every hard label was decided")
 
-    monkeypatch.setattr(dfer.models, "create_model", forbidden)
+    monkeypatch.setattr(dfer.train, "create_model", forbidden)
     monkeypatch.setattr(dfer.train, "make_dataset", forbidden)
 
 
 def test_ties_decide_the_hard_labels_of_the_splits(tmp_path):
-    from dfer.train import build_splits
+    from dfer.data.splits import build_splits
 
     first = build_splits(_config(tmp_path, "label_mode=hard", "data.ties=first"))
     assert first.train.clip_id.tolist() == KEPT[:13] and first.val.clip_id.tolist() == KEPT[13:]

@@ -78,7 +78,9 @@ def test_dual_stream_model_trains_end_to_end_and_beats_chance(synthetic_dfew, tm
     clips far above the majority-class rate."""
     from dfer.evaluate import predict_table
     from dfer.models import create_model as cm
-    from dfer.train import build_splits, load_checkpoint, train
+    from dfer.checkpoint import load_checkpoint
+    from dfer.data.splits import build_splits
+    from dfer.train import train
 
     def cfg(name, seed=0):
         return from_dict(RunConfig, {

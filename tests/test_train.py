@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 import dfer.train as train_mod
 from dfer.cli import main
 from dfer.config import from_dict, RunConfig
-from dfer.train import ambiguity_subset, stratified_holdout, train
+from dfer.data.splits import ambiguity_subset, stratified_holdout
+from dfer.train import train
 
 
 def tiny_config(root: Path, out: Path, **over) -> RunConfig:

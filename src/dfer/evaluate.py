@@ -26,8 +26,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dfer.checkpoint import load_checkpoint
 from dfer.config import RunConfig, load_config
+from dfer.data.splits import build_splits, make_dataset
 from dfer.data.table import ClipTable
+from dfer.distributed import init_distributed, shutdown, unwrap
 from dfer.errors import ConfigError, DataError, first_line
 from dfer.io import atomic_path, write_text_atomic
 
@@ -40,7 +43,6 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
     shard and every process returns the whole array. ``transform`` replaces the test
     transform of ``cfg`` (a model with its own input pipeline, e.g. the shipped one)."""
     from dfer.data.dataset import build_loader
-    from dfer.train import make_dataset
 
     num_clips = num_clips or cfg.eval.num_clips
     enabled = dist_info is not None and dist_info.enabled
@@ -55,7 +57,7 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
         # collective) is bypassed; every rank evaluates rank 0's weights and BatchNorm
         # statistics, the ones the checkpoint holds (after a training step a rank keeps the
         # running statistics of its own last batch).
-        model = model.module if hasattr(model, "module") else model
+        model = unwrap(model)
         for buf in model.buffers():
             dist.broadcast(buf.data, src=0)
     was_training = model.training
@@ -192,7 +194,6 @@ def load_run(run_dir: str | Path, *, which: str | None = None, device: str | tor
     ``which`` is ``last`` or ``best`` (default: what the run's ``eval.select`` chose).
     """
     from dfer.models import create_model
-    from dfer.train import load_checkpoint
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -378,7 +379,6 @@ def run(args: argparse.Namespace) -> int:
                           "the test clips of its own config")
     if args.num_clips is not None and args.num_clips < 1:
         raise ConfigError(f"--num-clips must be >= 1, got {args.num_clips}")
-    from dfer.train import build_splits, init_distributed
 
     model, cfg, classes = load_run(args.run, which=args.checkpoint)
     info, device = init_distributed(args.device)  # under torchrun the clips are sharded over the ranks
@@ -397,8 +397,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         res = evaluate_model(model, table, cfg, device, dist_info=info, run_dir=Path(args.run), tag=tag)
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        shutdown()
     if not info.is_main:
         return 0
     print(f"{args.run}: UAR {100 * (res['uar'] or 0):.2f}% WAR {100 * (res['war'] or 0):.2f}% "

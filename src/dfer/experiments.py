@@ -36,10 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.checkpoint import load_checkpoint_meta
 from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, load_config, saved_config, to_dict
+from dfer.data.splits import load_source_table
 from dfer.errors import ConfigError, DataError
 from dfer.evaluate import read_results
 from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder, write_text_atomic
+from dfer.train import train
 
 MANIFEST = "cv.json"
 SPLIT_DIR = "split"
@@ -79,7 +82,6 @@ def fold_config(cfg: RunConfig, fold: int | None) -> RunConfig:
 
 def fold_finished(run_dir: str | os.PathLike) -> bool:
     """True when the run wrote ``results.json`` and marked its last checkpoint finished."""
-    from dfer.train import load_checkpoint_meta
 
     run_dir = Path(run_dir)
     last = run_dir / "checkpoints" / "last.safetensors"
@@ -96,7 +98,6 @@ def source_folds(cfg: RunConfig) -> list[int] | None:
     if cfg.data.source.fold is None:
         return None
     from dfer.emotions import resolve_classes
-    from dfer.train import load_source_table
 
     table = load_source_table(cfg.data.source, resolve_classes(cfg.data.classes))
     folds = sorted(int(f) for f in np.unique(table.fold) if f > 0)
@@ -172,8 +173,6 @@ def run_cv(cfg: RunConfig, out_dir: str | os.PathLike | None = None, folds: list
     Returns:
         The cv folder ``out_dir/cv_name(cfg)``.
     """
-    from dfer.train import train
-
     cfg.validate()
     cv_dir = Path(out_dir or cfg.out_dir) / cv_name(cfg)
     expected = source_folds(cfg)

@@ -276,7 +276,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
     else:
         from dfer.emotions import resolve_classes
         from dfer.models import create_model
-        from dfer.train import load_checkpoint
+        from dfer.checkpoint import load_checkpoint
 
         path = Path(checkpoint)
         if not path.is_file():

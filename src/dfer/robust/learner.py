@@ -33,7 +33,9 @@ import numpy as np
 import torch
 
 from dfer.config import HARD_LABEL_MODES
+from dfer.data.splits import make_dataset
 from dfer.data.table import ClipTable
+from dfer.distributed import unwrap
 from dfer.io import atomic_path
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
@@ -265,7 +267,6 @@ class RobustLearner:
 
         from dfer.data.dataset import build_loader, item_seed
         from dfer.data.decode import num_frames_of
-        from dfer.train import make_dataset
 
         K, T = self.cfg.num_clips, run_cfg.data.num_frames
         enabled = dist_info is not None and dist_info.enabled
@@ -277,7 +278,7 @@ class RobustLearner:
         ds.seed = item_seed(self.seed, 0, 0, stream=7) % 2**62  # clips unlike the training draws
         loader = build_loader(ds, max(1, run_cfg.eval.batch_size // K), shuffle=False,
                               num_workers=run_cfg.data.num_workers, seed=run_cfg.seed, epoch=epoch)
-        net = model.module if hasattr(model, "module") else model
+        net = unwrap(model)
         was_training = net.training
         net.eval()
         use_amp = run_cfg.optim.amp and device.type == "cuda"

@@ -1,0 +1,142 @@
+"""Checkpoints of dfer train: safetensors files holding the model, the optimiser, the AMP
+scaler, the mixer's and the global random streams and RDFER's state, with the run's state
+(epoch, step, config, ``finished``) as metadata and a JSON copy of that state beside them.
+Nothing in a checkpoint is ever unpickled; a damaged or foreign file is one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from dfer.distributed import unwrap
+from dfer.errors import ConfigError, first_line
+from dfer.io import atomic_path, write_text_atomic
+
+
+def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict, robust=None) -> None:
+    """One safetensors file (weights, optimiser buffers, RNG states) + a JSON sidecar.
+
+    The safetensors file is written to a temporary name and renamed, so a crash never
+    leaves a half-written checkpoint; its metadata carries the JSON state as well, so the
+    sidecar is informational.
+    """
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    for k, v in unwrap(model).state_dict().items():
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
+    opt = optimizer.state_dict()
+    for pid, st in opt["state"].items():
+        for name, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{pid}.{name}"] = v.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    if mixer is not None:
+        tensors["rng.mixer"] = mixer.state_dict()["rng_state"]
+    if robust is not None:
+        for k, v in robust.state_dict().items():
+            tensors[f"robust.{k}"] = v.detach().cpu().contiguous()
+    meta = dict(state)
+    meta["optim_param_groups"] = opt["param_groups"]
+    meta["optim_scalars"] = {str(pid): {n: v for n, v in st.items() if not torch.is_tensor(v)}
+                             for pid, st in opt["state"].items()}
+    meta["scaler"] = scaler.state_dict() if scaler is not None and scaler.is_enabled() else None
+    meta["numpy_rng"] = None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
+    write_text_atomic(path.with_suffix(".json"), json.dumps(
+        {k: v for k, v in meta.items() if k not in ("optim_param_groups", "optim_scalars")}, indent=1, default=str))
+
+
+def _damaged(path: Path, e: BaseException, what: str = "is not a readable dfer checkpoint") -> ConfigError:
+    return ConfigError(f"{path}: {what} ({type(e).__name__}: {first_line(e)}); it is damaged or was not written by "
+                       f"dfer train (--restart trains the run again from scratch)")
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(state metadata, tensors) of a checkpoint of dfer train; one line naming the file on
+    a truncated, foreign or damaged one. Safetensors holds tensors and strings only: nothing
+    in a checkpoint is ever unpickled."""
+    from safetensors.torch import load_file
+
+    meta = load_checkpoint_meta(path)
+    try:
+        return meta, load_file(str(path))
+    except Exception as e:  # SafetensorError on a truncated file, OSError
+        raise _damaged(path, e) from None
+
+
+def load_checkpoint(path: Path, model, optimizer=None, scaler=None, mixer=None, map_location="cpu",
+                    robust=None) -> dict:
+    meta, tensors = read_checkpoint(path)
+    try:
+        return _restore(meta, tensors, model, optimizer, scaler, mixer, robust)
+    except ConfigError:
+        raise
+    except Exception as e:  # tensors that do not fit the model or optimiser: a checkpoint of another run
+        raise _damaged(path, e, "does not fit this run's model and optimiser") from None
+
+
+def _restore(meta: dict, tensors: dict, model, optimizer, scaler, mixer, robust) -> dict:
+    msd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    unwrap(model).load_state_dict(msd)
+    if optimizer is not None:
+        state: dict = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, pid, name = k.split(".", 2)
+                state.setdefault(int(pid), {})[name] = v
+        for pid, scalars in meta.get("optim_scalars", {}).items():
+            state.setdefault(int(pid), {}).update(scalars)
+        optimizer.load_state_dict({"state": state, "param_groups": meta["optim_param_groups"]})
+    if scaler is not None and meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    if mixer is not None and "rng.mixer" in tensors:
+        mixer.load_state_dict({"rng_state": tensors["rng.mixer"]})
+    if robust is not None:
+        robust.load_state_dict({k[len("robust."):]: v for k, v in tensors.items() if k.startswith("robust.")})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+    return meta
+
+
+def load_checkpoint_meta(path: Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {})["dfer_state"])
+    except Exception as e:  # SafetensorError, KeyError (no dfer state), JSON errors, OSError
+        raise _damaged(path, e) from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: its dfer state is {type(meta).__name__}, not a mapping; it is damaged "
+                          f"(--restart trains the run again from scratch)")
+    return meta
+
+
+def mark_finished(path: Path) -> None:
+    """Mark the run of checkpoint ``path`` finished (its final evaluation written)."""
+    meta = load_checkpoint_meta(path)
+    meta["finished"] = True
+    _rewrite_meta(path, meta)
+
+
+def _rewrite_meta(path: Path, meta: dict) -> None:
+    """Replace the state metadata of a checkpoint, its tensors as they are."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})

@@ -1,0 +1,161 @@
+"""The clips of a run: the source table, folds and fixed splits, the validation holdout,
+the ambiguity subsets of the paper's Table 6, the labels decided before anything is built,
+and the datasets over them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfer.config import HARD_LABEL_MODES, RunConfig
+from dfer.data.table import ClipTable
+from dfer.emotions import resolve_classes
+from dfer.errors import ConfigError, DataError
+from dfer.metrics import clear_mask
+
+
+def load_source_table(source, classes: tuple[str, ...]) -> ClipTable:
+    from dfer.data.corpora.registry import load_source
+
+    if not source.root:
+        raise ConfigError(f"data source {source.kind!r} has no root: set data.source.root=PATH")
+    table = load_source(source.kind, source.root, **source.options)
+    return table.to_classes(classes)
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Bool mask of a validation subset: ``fraction`` of each class (or of the groups, when
+    clips carry group ids, so a subject never sits on both sides)."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(labels), bool)
+    if groups is not None and (groups != "").all():
+        uniq = np.unique(groups)
+        chosen = rng.permutation(uniq)[: max(1, round(fraction * len(uniq)))]
+        return np.isin(groups, chosen)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = int(round(fraction * len(idx)))
+        if k and len(idx) > 1:
+            mask[rng.choice(idx, size=min(k, len(idx) - 1), replace=False)] = True
+    return mask
+
+
+def ambiguity_subset(table: ClipTable, which: str, seed: int, size: int | None = None) -> ClipTable:
+    """The paper's Table 6 training groups, matched in size and class distribution.
+
+    ``clear``: clips whose largest soft label exceeds 0.9; ``mixed``: clips drawn from all
+    clips regardless of agreement. Both are re-sampled (down-sampling, or over-sampling with
+    replacement where a class is short) to ``size`` clips (default: the number of clear
+    clips) with the class distribution of the whole table, as section 5.5 describes.
+    """
+    if which == "all":
+        return table
+    soft = table.soft_labels()
+    labels = table.hard_labels()
+    clear = clear_mask(soft)  # the paper's clear group, as every table of dfer counts it
+    pool = clear if which == "clear" else np.ones(len(table), bool)
+    size = int(size or clear.sum())
+    if size == 0:
+        raise DataError(f"{table.name}: no clear clips (max soft label > 0.9) to build the {which!r} group")
+    rng = np.random.default_rng(seed)
+    valid = labels >= 0
+    dist_ = np.bincount(labels[valid], minlength=table.num_classes) / valid.sum()
+    counts = np.floor(dist_ * size).astype(int)
+    counts[np.argsort(-(dist_ * size - counts))[: size - counts.sum()]] += 1
+    picks = []
+    for c, k in enumerate(counts):
+        idx = np.flatnonzero(pool & (labels == c))
+        if k == 0:
+            continue
+        if len(idx) == 0:
+            raise DataError(f"{table.name}: the {which!r} group has no clip of class {table.classes[c]!r}")
+        picks.append(rng.choice(idx, size=k, replace=len(idx) < k))
+    order = np.concatenate(picks)
+    sub = table.take(order)
+    # re-sampled duplicates need distinct ids
+    ids = np.char.add(sub.clip_id.astype(str), np.char.add("#", np.arange(len(sub)).astype(str)))
+    return sub.with_columns(clip_id=ids)
+
+
+@dataclass
+class Splits:
+    classes: tuple[str, ...]
+    train: ClipTable
+    val: ClipTable | None
+    test: ClipTable
+    #: part name -> dfer.data.check.CheckReport of the disk check (empty if not checked)
+    reports: dict
+
+
+def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
+    """Tables for training, validation (held out from training) and test."""
+    classes = resolve_classes(cfg.data.classes)
+    src = cfg.data.source
+    table = load_source_table(src, classes)
+    if src.fold is not None:
+        train, test = table.fold_split(src.fold)
+    else:
+        part = lambda name: table if name == "all" else table.split_part(name)  # noqa: E731
+        train, test = part(src.train_split), part(src.test_split)
+    if cfg.data.test_source is not None:
+        ts = cfg.data.test_source
+        other = load_source_table(ts, classes)
+        if ts.fold is not None:
+            test = other.fold_split(ts.fold)[1]
+        else:
+            test = other if ts.test_split == "all" else other.split_part(ts.test_split)
+    val = None
+    if src.val_split:
+        val = table.split_part(src.val_split)
+        if len(val) == 0:
+            raise DataError(f"{src.root}: no clips in the validation split {src.val_split!r}")
+    # every hard label is decided here, before a model or a loader exists (data.ties); a tie
+    # left undecided stops only a run whose training targets are hard labels
+    hard_targets = cfg.label_mode in HARD_LABEL_MODES
+    test_root = cfg.data.test_source.root if cfg.data.test_source is not None else src.root
+    train = train.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} (training clips)", required=hard_targets)
+    test = test.resolve_labels(cfg.data.ties, cfg.seed, f"{test_root} (test clips)", required=False)
+    if val is not None:
+        val = val.resolve_labels(cfg.data.ties, cfg.seed, f"{src.root} (validation clips)", required=False)
+    if len(train) == 0:
+        raise DataError(f"{src.root}: no training clips for fold={src.fold} split={src.train_split!r}")
+    if len(test) == 0:
+        raise DataError(f"no test clips for fold={src.fold} split={src.test_split!r}")
+    reports: dict = {}
+    if cfg.data.check_disk:
+        from dfer.data.check import check_table
+
+        cache = (run_dir / "cache") if run_dir is not None else None
+        train, reports["train"] = check_table(train, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
+        test, reports["test"] = check_table(test, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
+        if val is not None:
+            val, reports["val"] = check_table(val, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
+    train = ambiguity_subset(train, cfg.data.train_subset, cfg.seed)
+    if cfg.data.val_fraction > 0:
+        mask = stratified_holdout(train.label, cfg.data.val_fraction, cfg.seed,
+                                  train.group if (train.group != "").all() else None)
+        val, train = train.take(mask), train.take(~mask)
+    return Splits(classes, train, val, test, reports)
+
+
+def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1, sampler=None, transform=None):
+    """The dataset of ``table`` as ``cfg`` samples and transforms it; ``transform`` replaces
+    the config's (a model with its own input pipeline, e.g. the shipped one)."""
+    from dfer.data.dataset import ClipDataset
+    from dfer.data.sampling import MultiClipSampler, SegmentSampler
+    from dfer.data.transforms import build_transforms
+
+    d = cfg.data
+    if sampler is None:
+        sampler = (SegmentSampler(d.num_frames, mode="train") if train else
+                   MultiClipSampler(d.num_frames, num_clips) if num_clips > 1 else
+                   SegmentSampler(d.num_frames, mode="test"))
+    if transform is None:
+        transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
+                                     pad=d.pad)
+    # clips that fail the disk check are dropped (and listed) before this point; a clip that
+    # still fails to decode mid-run stops the run unless the user asked to skip bad clips
+    return ClipDataset(table, sampler, transform, seed=cfg.seed,
+                       on_bad_clip="warn" if d.on_bad_clip == "skip" else "error")

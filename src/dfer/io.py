@@ -65,6 +65,8 @@ def exclusive_folder(folder: str | os.PathLike, command: str):
         yield folder
     finally:
         _HELD.discard(key)
+        f.seek(0)
+        f.truncate()  # a finished writer leaves an empty lock (a killed one, its pid)
         f.close()
 
 

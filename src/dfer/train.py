@@ -104,10 +104,10 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir or Path(cfg.out_dir) / cfg.run_name())
+    if info.is_main:  # a folder of the user's is not touched, not even by the lock
+        refuse_foreign_folder(run_dir, RUN_MARKS, "dfer train")
     # one writer per run: the main process holds the run's lock from here to the end
     with exclusive_folder(run_dir, "dfer train") if info.is_main else contextlib.nullcontext():
-        if info.is_main:
-            refuse_foreign_folder(run_dir, RUN_MARKS, "dfer train")
         barrier(info)
         return _train(cfg, info, device, run_dir, restart, stop_after_epochs)
 

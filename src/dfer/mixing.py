@@ -13,9 +13,11 @@ the same video to be selected": :func:`sample_partners` never pairs a clip with 
 The softmax after mixing. The paper then says ỹ "is normalized by using a softmax
 operation" but not on what. On probabilities (our ``soft_label``) softmax flattens the
 target almost to uniform -- its largest entry is at most e / (e + C − 1), 0.31 for C = 7 --
-and in a measured run (docs/method-notes.md) it cost 15 points of accuracy, with the
-training loss stuck near ln C. On vote counts it sharpens the target instead. So the
-normalisation is a named choice, written into the run's config:
+and in a measured run on synthetic clips it cost 15 points of accuracy, with the training
+loss stuck near ln C. On vote counts it sharpens the target instead. On FER+'s real votes
+both readings lost 7 points of accuracy or more to no normalisation (docs/results.md, "Label
+modes on real votes"), which is why ``"none"`` is the default. The normalisation is a named
+choice, written into the run's config:
 
 * ``"none"``: ỹ as mixed; a convex mix of two distributions already sums to 1.
 * ``"softmax"``: softmax(ỹ / τ). τ = 1 is the paper-literal reading on probabilities;
@@ -368,9 +370,9 @@ class MixConfig:
         mode: ``"none"``, ``"midas"``, ``"midas-hard"`` or ``"mixup"`` (module docstring).
         alpha: α of λ ~ Beta(α, α), > 0; the paper uses 0.4. Ignored by mode ``"none"``.
         normalise: ``"none"``, ``"softmax"`` or ``"renormalise"`` applied to ỹ. The default
-            ``"none"`` is provisional, pending the measurement described in
-            docs/method-notes.md; ``"softmax"`` with ``temperature=1.0`` is the
-            paper-literal variant. Mode ``"mixup"`` is defined without normalisation.
+            ``"none"`` is the best of the three on real votes (module docstring);
+            ``"softmax"`` with ``temperature=1.0`` is the paper-literal variant. Mode
+            ``"mixup"`` is defined without normalisation.
         temperature: τ of ``normalise="softmax"``, > 0.
         lam_per: ``"sample"`` (one λ per clip) or ``"batch"`` (one λ shared by the batch);
             None means the mode's own: per sample for MIDAS, per batch for mixup.

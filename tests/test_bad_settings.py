@@ -68,3 +68,8 @@ def test_a_bad_frame_found_by_a_loader_worker_is_the_same_one_line(synthetic_dfe
     assert rc == 2, err
     line = _one_line(err)
     assert "00005.jpg" in line and "worker" not in line.lower()
+
+
+def test_a_corpus_option_of_the_wrong_type_is_one_line(synthetic_dfew, tmp_path, capsys):
+    assert main(["train", f"out_dir={tmp_path}", *tiny(synthetic_dfew), "data.source.options={frames: 5}"]) == 2
+    assert "corpus kind 'dfew': option frames expects str, got 5" in _one_line(capsys.readouterr().err)

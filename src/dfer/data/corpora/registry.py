@@ -26,6 +26,8 @@ import dataclasses
 import importlib
 import inspect
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,28 @@ def _adapter(kind: str):
         raise
 
 
+def _check_types(kind: str, fn, options: dict[str, Any]) -> None:
+    """An option of a plain type (str, int, float, bool, or one of them or None) given a
+    value of another type is one line, not a crash inside the adapter."""
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: the adapter checks for itself
+        return
+    plain = (str, int, float, bool)
+    for name, value in options.items():
+        tp = hints.get(name)
+        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+        if not args or not all(a in plain or a is type(None) for a in args):
+            continue
+        ok = any(a is type(None) and value is None or a is not type(None) and isinstance(value, a)
+                 and not (a in (int, float) and isinstance(value, bool)) for a in args)
+        if float in args and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            wanted = " or ".join("null" if a is type(None) else a.__name__ for a in args)
+            raise ConfigError(f"corpus kind {kind!r}: option {name} expects {wanted}, got {value!r}")
+
+
 def _call(kind: str, fn, first: Any, options: dict[str, Any]):
     params = inspect.signature(fn).parameters
     # null in a config means "the adapter's default", except where null is a value the
@@ -70,6 +94,7 @@ def _call(kind: str, fn, first: Any, options: dict[str, Any]):
         if unknown:
             allowed = [p for p in list(params)[1:]]
             raise ConfigError(f"corpus kind {kind!r}: unknown option(s) {unknown}; expected {allowed}")
+    _check_types(kind, fn, options)
     return fn(first, **options)
 
 

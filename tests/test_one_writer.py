@@ -68,6 +68,40 @@ def test_the_lock_is_reentrant_in_its_process_and_freed_by_a_kill(tmp_path):
         pass
 
 
+FORK_AND_HOLD = """
+import os, sys, time
+from dfer.io import exclusive_folder
+with exclusive_folder(sys.argv[1], "dfer train"):
+    if os.fork() == 0:  # a DataLoader worker forked while the run holds its folder
+        time.sleep(120)
+        os._exit(0)
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_forked_child_that_outlives_the_killed_holder_does_not_keep_its_lock(tmp_path):
+    """flock belongs to the open file, which fork shares: without dropping it in the child,
+    a loader worker still alive after ``kill -9`` of its trainer would keep the run locked."""
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", FORK_AND_HOLD, str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == b"held"
+        with pytest.raises(ConfigError, match="is writing here"):
+            with exclusive_folder(folder, "dfer train"):
+                pass
+        os.kill(proc.pid, signal.SIGKILL)  # the holder only: its forked child lives on
+        proc.wait()
+        os.killpg(proc.pid, 0)  # raises ProcessLookupError if the child had gone too
+        with exclusive_folder(folder, "dfer train"):
+            pass
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stdout.close()
+
+
 def test_a_second_train_into_a_held_run_exits_2_and_writes_nothing(synthetic_dfew, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -61,16 +61,29 @@ def exclusive_folder(folder: str | os.PathLike, command: str):
         f.truncate()
         f.write(f"{os.getpid()} {command}\n")
         f.flush()
-        _HELD.add(key)
+        _HELD[key] = f
         yield folder
     finally:
-        _HELD.discard(key)
-        f.seek(0)
-        f.truncate()  # a finished writer leaves an empty lock (a killed one, its pid)
+        _HELD.pop(key, None)
+        if not f.closed:  # closed here only in a forked child, which never held the lock
+            f.seek(0)
+            f.truncate()  # a finished writer leaves an empty lock (a killed one, its pid)
+            f.close()
+
+
+_HELD: dict[Path, object] = {}  # folder -> its open lock file, for the locks this process holds
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader worker), close the lock files inherited from the
+    parent: ``flock`` belongs to the open file, so a child keeping it open would hold the
+    parent's lock after the parent is killed, until the child too has gone."""
+    for f in _HELD.values():
         f.close()
+    _HELD.clear()
 
 
-_HELD: set[Path] = set()  # folders whose lock this process holds
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def refuse_foreign_folder(folder: str | os.PathLike, marks: tuple[str, ...], command: str) -> None:

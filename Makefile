@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/midas_overhead.py
 	$(BIN)/python benchmarks/train_step.py
+	$(BIN)/python benchmarks/shift_overhead.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

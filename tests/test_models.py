@@ -128,6 +128,29 @@ def test_shift_moves_values_without_creating_or_losing_any_but_the_boundary():
     assert torch.equal(torch.sort(nonzero).values, torch.sort(kept).values)
 
 
+@pytest.mark.parametrize(("t", "c", "shift_div"), [(1, 8, 8), (4, 8, 4), (5, 17, 3)])
+def test_shift_gradient_is_the_reference_gradient_and_twice_differentiable(t, c, shift_div):
+    """The hand-written backward (the reverse shift) against autograd through the naive
+    reference, and numerically (gradcheck, gradgradcheck) in float64."""
+    g = torch.Generator().manual_seed(t + c)
+    x = torch.randn(2, t, c, 2, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    up = torch.randn(2, t, c, 2, 3, dtype=torch.float64, generator=g)
+    (mine,) = torch.autograd.grad((temporal_shift(x, shift_div) * up).sum(), x)
+    (ref,) = torch.autograd.grad((naive_shift(x, shift_div) * up).sum(), x)
+    assert torch.equal(mine, ref)
+    assert torch.autograd.gradcheck(lambda v: temporal_shift(v, shift_div), (x,))
+    assert torch.autograd.gradgradcheck(lambda v: temporal_shift(v, shift_div), (x,))
+
+
+def test_shift_keeps_the_memory_layout_and_reads_strided_input():
+    frames = torch.randn(12, 16, 5, 5).to(memory_format=torch.channels_last)  # (B * T, C, H, W), T = 3
+    out = temporal_shift_frames(frames, 3, 8)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, temporal_shift_frames(frames.contiguous(), 3, 8))
+    clip = torch.randn(2, 16, 4, 3, 3).transpose(1, 2)  # (B, T, C, H, W) as a strided view
+    assert torch.equal(temporal_shift(clip, 4), naive_shift(clip.contiguous(), 4))
+
+
 def test_shift_rejects_bad_arguments():
     with pytest.raises(ValueError, match=r"shift_div must be None, 0 \(no shift\) or an integer >= 2, got 1"):
         temporal_shift(torch.zeros(1, 2, 8, 1, 1), 1)

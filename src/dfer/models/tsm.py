@@ -60,11 +60,40 @@ def temporal_shift(x: torch.Tensor, shift_div: int | None = 8) -> torch.Tensor:
     fold = x.shape[-3] // shift_div
     if fold == 0:
         return x
-    # One zero frame to fill in at the clip end each group moves away from.
-    zero = x.new_zeros((*x.shape[:-4], 1, fold, *x.shape[-2:]))
-    from_next = torch.cat((x[..., 1:, :fold, :, :], zero), dim=-4)
-    from_prev = torch.cat((zero, x[..., :-1, fold : 2 * fold, :, :]), dim=-4)
-    return torch.cat((from_next, from_prev, x[..., 2 * fold :, :, :]), dim=-3)
+    return _TemporalShift.apply(x, fold, False)
+
+
+def _shift_copy(x: torch.Tensor, fold: int, reverse: bool) -> torch.Tensor:
+    """The shift as one pass over ``x`` into a new tensor of its layout (no autograd).
+
+    ``reverse=False`` is the TSM shift; ``reverse=True`` moves both groups the other way,
+    which is the shift's adjoint (its backward)."""
+    out = torch.empty_like(x)
+    ahead, behind = (slice(1, None), slice(None, -1))[:: -1 if reverse else 1]
+    first, last = (x.shape[-4] - 1, 0) if not reverse else (0, x.shape[-4] - 1)
+    nxt, prv, rest = slice(0, fold), slice(fold, 2 * fold), slice(2 * fold, None)
+    out[..., behind, nxt, :, :] = x[..., ahead, nxt, :, :]  # group 0 takes the next frame
+    out[..., first, nxt, :, :] = 0
+    out[..., ahead, prv, :, :] = x[..., behind, prv, :, :]  # group 1 takes the previous frame
+    out[..., last, prv, :, :] = 0
+    out[..., rest, :, :] = x[..., rest, :, :]
+    return out
+
+
+class _TemporalShift(torch.autograd.Function):
+    """The shift with a hand-written backward: it is a permutation of positions (with
+    zeros shifted in), so the gradient is the reverse shift of the output's gradient, one
+    pass again; autograd's own gradient of three slices and a ``cat`` would build three
+    zero tensors of the input's size and add them."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, fold: int, reverse: bool) -> torch.Tensor:
+        ctx.fold, ctx.reverse = fold, reverse
+        return _shift_copy(x, fold, reverse)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _TemporalShift.apply(grad, ctx.fold, not ctx.reverse), None, None
 
 
 def temporal_shift_frames(x: torch.Tensor, num_frames: int, shift_div: int | None = 8) -> torch.Tensor:

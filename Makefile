@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install bench clean
+.PHONY: test test-fast demo install bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --timeout 1800 -q
+
+# the daily tier: everything but the end-to-end tests marked slow (about 3 minutes on 2 cores)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --timeout 600 -q -m "not slow"
 
 demo: $(STAMP)
 	$(BIN)/dfer demo

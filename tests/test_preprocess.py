@@ -184,7 +184,7 @@ def test_corrupt_and_missing_videos_raise_data_errors(tmp_path, single_face):
     bad.write_bytes(single_face.read_bytes()[:4000])
     with pytest.raises(DataError, match=r"broken\.mp4: cannot open video"):
         list(iter_frames(bad))
-    with pytest.raises(DataError, match=r"nope\.mp4: cannot open video"):
+    with pytest.raises(DataError, match=r"nope\.mp4: video file not found"):
         probe_video(tmp_path / "nope.mp4")
 
 

@@ -3,7 +3,7 @@
 ``dfer predict VIDEO`` with no model argument and ``dfer.predict_video`` use it; its input
 pipeline (centred face crop, then grey) is applied for it and only for it; ``dfer evaluate
 --pretrained`` scores it on a labelled corpus exactly as a direct computation with
-:func:`dfer.pretrained.build_model` does; a missing or damaged file is one line that says
+:func:`dfer.pretrained.model.build_model` does; a missing or damaged file is one line that says
 how to reinstall. The last tests say what a trained model must do on a real face; they are
 skipped while the package holds the random-init stand-in.
 """
@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
+import dfer
 from conftest import write_random_run
 from dfer.cli import main
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
@@ -32,7 +33,8 @@ from dfer.emotions import BASIC7, FERPLUS8
 from dfer.errors import ConfigError
 from dfer.data.transforms import CentreFraction, Grey
 from dfer.predict import ModelBundle, PredictConfig, input_transform, load_model, predict_file
-from dfer.pretrained import build_model, pretrained_info, weights_path
+from dfer.pretrained import pretrained_info, weights_path
+from dfer.pretrained.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 FERPLUS_FIXTURE = ROOT / "tests" / "data" / "ferplus"
@@ -466,7 +468,10 @@ def test_evaluate_pretrained_bad_source_is_one_line(argv, message, tmp_path):
 def test_demo_prints_the_shipped_models_timeline(videos_dir, tmp_path):
     from dfer.demo import DEMO_VIDEO
 
-    assert DEMO_VIDEO == videos_dir / "single_face.mp4"
+    # the video ships inside the package (an installed dfer has no tests folder); the test
+    # suite's copy is the same file
+    assert DEMO_VIDEO.is_relative_to(Path(dfer.__file__).parent) and DEMO_VIDEO.is_file()
+    assert DEMO_VIDEO.read_bytes() == (videos_dir / "single_face.mp4").read_bytes()
     rc, stdout, err = _cli("demo", "--pretrained-only")
     assert rc == 0, err
     lines = stdout.splitlines()
@@ -474,8 +479,8 @@ def test_demo_prints_the_shipped_models_timeline(videos_dir, tmp_path):
     assert re.fullmatch(r"  dominant \w+ \(\d\.\d\d\); faces in \d+/72 frames; 2 windows of 60 frames", lines[1])
     assert re.fullmatch(r"  0\.0-2\.0s \w+ \d\.\d\d", lines[2]) and re.fullmatch(r"  0\.4-2\.4s \w+ \d\.\d\d", lines[3])
     assert len(lines) == 4
-    rc, stdout, _ = _cli("demo", "--pretrained-only", "--video", tmp_path / "absent.mp4")
-    assert rc == 0 and re.fullmatch(r"shipped FER\+ model: skipped \(.*absent\.mp4 not found; .*\)\n", stdout)
+    rc, stdout, err = _cli("demo", "--pretrained-only", "--video", tmp_path / "absent.mp4")
+    assert rc == 2 and stdout == "" and re.fullmatch(r"dfer demo: error: --video .*absent\.mp4: file not found\n", err)
 
 
 # ---------------------------------------------------------------------------- a trained model on real faces
@@ -521,8 +526,9 @@ def test_trained_model_sees_the_smile_and_changes_smoothly(videos_dir, bundle, d
 
 # ---------------------------------------------------------------------------- writing the shipped file
 def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
-    from dfer.evaluate import load_run
-    from dfer.pretrained import build_model, export_run, read_pretrained
+    from dfer.checkpoint import load_run
+    from dfer.pretrained import read_pretrained
+    from dfer.pretrained.export import export_run
 
     run = write_random_run(tmp_path / "run", size=32, num_frames=1)
     out = export_run(run, tmp_path / "shipped.safetensors", face_crop=0.8, num_frames=8,
@@ -541,7 +547,7 @@ def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
 
 
 def test_export_refuses_a_multi_frame_run_and_needs_a_measured_face_crop(tmp_path, capsys):
-    from dfer.pretrained import main as export_main
+    from dfer.pretrained.export import main as export_main
 
     run = write_random_run(tmp_path / "run", size=32, num_frames=2)
     assert export_main([str(run), "--out", str(tmp_path / "x.safetensors"), "--face-crop", "0.8"]) == 2

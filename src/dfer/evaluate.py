@@ -24,15 +24,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from dfer.checkpoint import load_checkpoint
-from dfer.config import RunConfig, load_config
+from dfer.checkpoint import load_run
+from dfer.config import DataConfig, EvalConfig, OptimConfig, RunConfig, SourceConfig
+from dfer.data.corpora.registry import KINDS, detect_kind, load_source
+from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
+from dfer.data.dataset import build_loader
 from dfer.data.splits import build_splits, make_dataset
-from dfer.data.table import ClipTable
-from dfer.distributed import init_distributed, shutdown, unwrap
+from dfer.data.table import ClipKind, ClipTable, SPLIT_NAMES, Split
+from dfer.distributed import autocast_dtype, init_distributed, shutdown
+from dfer.emotions import BASIC7, label_map
 from dfer.errors import ConfigError, DataError, first_line
+from dfer.inference import predict_loader, shard_rows
 from dfer.io import atomic_path, write_text_atomic
+from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
+from dfer.predict import input_transform, load_model
 
 
 @torch.no_grad()
@@ -42,50 +48,16 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
     mean over ``num_clips`` clips per video). In a distributed run each process predicts a
     shard and every process returns the whole array. ``transform`` replaces the test
     transform of ``cfg`` (a model with its own input pipeline, e.g. the shipped one)."""
-    from dfer.data.dataset import build_loader
-
     num_clips = num_clips or cfg.eval.num_clips
-    enabled = dist_info is not None and dist_info.enabled
-    rank, world = (dist_info.rank, dist_info.world_size) if enabled else (0, 1)
-    shard = np.arange(rank, len(table), world)
-    part = table.take(shard) if enabled else table
+    shard = shard_rows(len(table), dist_info)
+    part = table.take(shard) if len(shard) < len(table) else table
     ds = make_dataset(part, cfg, train=False, num_clips=num_clips, transform=transform)
     loader = build_loader(ds, cfg.eval.batch_size, shuffle=False, num_workers=cfg.data.num_workers,
                           seed=cfg.seed, epoch=0, drop_last=False)
-    if enabled:
-        # Shards differ in length, so the DDP wrapper (whose forward may sync buffers, a
-        # collective) is bypassed; every rank evaluates rank 0's weights and BatchNorm
-        # statistics, the ones the checkpoint holds (after a training step a rank keeps the
-        # running statistics of its own last batch).
-        model = unwrap(model)
-        for buf in model.buffers():
-            dist.broadcast(buf.data, src=0)
-    was_training = model.training
-    model.eval()
-    use_amp = cfg.optim.amp and device.type == "cuda"
-    out_idx, out_p = [], []
-    for batch in loader:
-        clip = batch["clip"].to(device, non_blocking=True)
-        B = clip.shape[0]
-        if clip.ndim == 6:  # (B, K, T, C, H, W): K clips per video
-            K = clip.shape[1]
-            clip = clip.flatten(0, 1)
-        else:
-            K = 1
-        with torch.autocast(device.type, enabled=use_amp):
-            logits = model(clip)
-        p = torch.softmax(logits.float(), dim=-1).view(B, K, -1).mean(1)
-        out_p.append(p.cpu().double().numpy())
-        out_idx.append(shard[batch["index"].numpy()])
-    model.train(was_training)
+    out = predict_loader(model, loader, shard, device, autocast_dtype(cfg, device), dist_info)
     C = len(table.classes)
-    probs = np.concatenate(out_p) if out_p else np.zeros((0, C))
-    idx = np.concatenate(out_idx) if out_idx else np.zeros(0, np.int64)
-    if enabled:
-        gathered = [None] * world
-        dist.all_gather_object(gathered, (idx, probs))
-        idx = np.concatenate([g[0] for g in gathered])
-        probs = np.concatenate([g[1] for g in gathered])
+    idx = out.rows
+    probs = torch.from_numpy(out.probs).mean(1).double().numpy() if out.probs is not None else np.zeros((0, C))
     full = np.full((len(table), C), np.nan)
     full[idx] = probs
     if np.isnan(full).any():
@@ -100,8 +72,6 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
 
     ``transform``: see :func:`predict_table`; ``extra``: entries added to the results
     (e.g. what model was evaluated)."""
-    from dfer.metrics import clear_mask, summarise
-
     t0 = time.perf_counter()
     probs = predict_table(model, table, cfg, device, dist_info=dist_info, transform=transform)
     seconds = time.perf_counter() - t0
@@ -139,10 +109,6 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
 def _against_synthetic_truth(table: ClipTable, probs: np.ndarray) -> dict:
     """On a synthetic corpus (its side file holds the true expression mixtures): KL from the
     true mixture to the prediction, and UAR/WAR against the true principal emotion."""
-    from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
-    from dfer.emotions import BASIC7
-    from dfer.metrics import confusion_matrix, kl_divergence, uar, war
-
     root = table.meta.get("root")
     if not root or not (Path(root) / TRUTH_FILE).is_file() or set(table.classes) != set(BASIC7):
         return {}
@@ -188,48 +154,6 @@ def _write_predictions(path: Path, table: ClipTable, probs: np.ndarray) -> None:
 # ---------------------------------------------------------------------- runs on disk
 
 
-def load_run(run_dir: str | Path, *, which: str | None = None, device: str | torch.device = "cpu"):
-    """(model in eval mode, config, classes) of a finished or interrupted run.
-
-    ``which`` is ``last`` or ``best`` (default: what the run's ``eval.select`` chose).
-    """
-    from dfer.models import create_model
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: run directory not found")
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a dfer run directory (no config.yaml)")
-    cfg = load_config(cfg_path)
-    classes = read_classes(run_dir / "classes.json")
-    which = which or ("best" if cfg.eval.select == "best_val" else "last")
-    ckpt = run_dir / "checkpoints" / f"{which}.safetensors"
-    if not ckpt.is_file():
-        raise ConfigError(f"{run_dir}: no checkpoint {ckpt.name}")
-    model = create_model(cfg.model.name, num_classes=len(classes), pretrained=False,
-                         dropout=cfg.model.dropout, **cfg.model.kwargs)
-    rng = torch.get_rng_state()
-    load_checkpoint(ckpt, model)
-    torch.set_rng_state(rng)  # loading must not disturb the caller's random stream
-    return model.to(device).eval(), cfg, classes
-
-
-def read_classes(path: Path) -> tuple[str, ...]:
-    """The class names a run was trained with (``classes.json``), checked."""
-    if not path.is_file():
-        raise ConfigError(f"{path.parent}: no {path.name}; the run never started training")
-    try:
-        classes = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({first_line(e)}); it is damaged") from None
-    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
-            or len(set(classes)) != len(classes)):
-        raise ConfigError(f"{path}: expected a list of two or more distinct class names, got {classes!r:.120}")
-    return tuple(classes)
-
-
-
 def read_results(path: Path) -> dict:
     """A run's ``results.json``, checked: an object with the class names and numeric (or
     null) UAR and WAR; one line naming the file otherwise."""
@@ -270,8 +194,6 @@ def class_index(model_classes, corpus_classes) -> list[int]:
     Raises:
         ConfigError: the corpus has a class the model cannot predict.
     """
-    from dfer.emotions import label_map
-
     m = label_map(tuple(corpus_classes), tuple(model_classes))
     lacking = [c for c, i in zip(corpus_classes, m) if i < 0]
     if lacking:
@@ -286,8 +208,6 @@ def parse_source(spec: str) -> tuple[str | None, str]:
     Raises:
         ConfigError: ``KIND`` is not a corpus kind, or the path is empty.
     """
-    from dfer.data.corpora.registry import KINDS
-
     kind, sep, rest = spec.partition(":")
     if sep and kind in KINDS:
         if not rest:
@@ -339,9 +259,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _source_table(spec: str, split: str | None, fold: int | None, classes=None) -> tuple[ClipTable, str, str]:
     """(table of the chosen part of ``--source``, kind, part name); ``classes`` re-indexes it."""
-    from dfer.data.corpora.registry import detect_kind, load_source
-    from dfer.data.table import SPLIT_NAMES, Split
-
     kind, root = parse_source(spec)
     kind = kind or detect_kind(root)
     part = split or ("val" if kind == "afew" else "test")
@@ -406,10 +323,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_pretrained(args: argparse.Namespace) -> int:
-    from dfer.config import DataConfig, EvalConfig, OptimConfig, SourceConfig
-    from dfer.data.table import ClipKind
-    from dfer.predict import input_transform, load_model
-
     if args.run is not None:
         raise ConfigError(f"--pretrained evaluates the model that ships with dfer; drop the run directory "
                           f"{args.run!r} (or drop --pretrained)")

@@ -39,9 +39,11 @@ import numpy as np
 from dfer.checkpoint import load_checkpoint_meta
 from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, load_config, saved_config, to_dict
 from dfer.data.splits import load_source_table
+from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
-from dfer.evaluate import read_results
+from dfer.evaluate import _write_json, read_results
 from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder, write_text_atomic
+from dfer.metrics import reliability_curve
 from dfer.train import train
 
 MANIFEST = "cv.json"
@@ -97,7 +99,6 @@ def source_folds(cfg: RunConfig) -> list[int] | None:
     """The folds of the training corpus (DFEW: 1..5); ``None`` for a fixed split."""
     if cfg.data.source.fold is None:
         return None
-    from dfer.emotions import resolve_classes
 
     table = load_source_table(cfg.data.source, resolve_classes(cfg.data.classes))
     folds = sorted(int(f) for f in np.unique(table.fold) if f > 0)
@@ -370,8 +371,6 @@ def _write_summary(cv_dir: Path, s: dict) -> None:
                   "diagram of the pooled test predictions: `reliability.png`.", ""]
     write_text_atomic(cv_dir / "summary.md", "\n".join(lines))
 
-    from dfer.evaluate import _write_json
-
     _write_json(cv_dir / "summary.json", s)
     from dfer.plots import plot_confusion, plot_reliability
 
@@ -379,8 +378,6 @@ def _write_summary(cv_dir: Path, s: dict) -> None:
                    title=f"{s['name']} ({n} fold{'s' if n > 1 else ''})")
     probs, labels = pooled_predictions(cv_dir, s["folds"], classes)
     if len(labels):
-        from dfer.metrics import reliability_curve
-
         curve = reliability_curve(probs, labels)
         plot_reliability(curve, cv_dir / "reliability.png",
                          title=f"{len(labels)} test clips of {n} fold(s) pooled: ECE = {100 * curve['ece']:.2f}%")

@@ -6,6 +6,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from dfer.errors import ConfigError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
@@ -38,8 +40,6 @@ def exclusive_folder(folder: str | os.PathLike, command: str):
     each).
     """
     import fcntl
-
-    from dfer.errors import ConfigError
 
     folder = Path(folder)
     key = folder.resolve()
@@ -90,8 +90,6 @@ def refuse_foreign_folder(folder: str | os.PathLike, marks: tuple[str, ...], com
     """Raise a :class:`ConfigError` if ``folder`` holds anything but none of ``marks`` (the
     names dfer writes first there): dfer never writes into, or deletes from, a folder it did
     not make. A missing or empty folder (the lock file aside) is fine."""
-    from dfer.errors import ConfigError
-
     folder = Path(folder)
     if not folder.is_dir():
         return

@@ -26,7 +26,7 @@ This command applies a trained model the same way to every stretch of a user's v
    frame, so every frame is covered and every window has the same length. A video shorter
    than ``L`` is one window over all its frames; a still image is a one-frame clip
    repeated ``num_frames`` times (one window).
-3. **Classes**: windows are batched through the model under ``torch.inference_mode``;
+3. **Classes**: windows are batched through the model (:func:`dfer.inference.clip_probabilities`);
    each window's softmax is its distribution over the classes. A decoded and aligned
    frame is transformed once and shared by every window that samples it; frames no
    remaining window needs are dropped, so memory stays bounded by one window's frames
@@ -58,16 +58,27 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dfer.checkpoint import load_checkpoint, load_run
+from dfer.data.decode import probe_num_frames, read_image
+from dfer.distributed import resolve_device
+from dfer.data.sampling import SegmentSampler
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from dfer.data.transforms import CentreFraction, Compose, Grey, IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, DfeError, first_line
+from dfer.inference import clip_probabilities
 from dfer.io import write_text_atomic
+from dfer.models import create_model_for_weights
+from dfer.preprocess.video import iter_frames, probe_video
+from dfer.pretrained import NAME, weights_path
+from dfer.pretrained.model import build_model
 
 __all__ = ["PredictConfig", "WindowPlan", "window_length", "plan_windows", "ModelBundle", "load_model",
            "load_pretrained", "input_transform", "predict_file", "predict_video",
@@ -165,8 +176,6 @@ def plan_windows(num_video_frames: int, window: int, stride: int, num_frames: in
         added. ``N < L`` gives one window ``[0, N)``. Each window's frames are the segment
         centres of :class:`dfer.data.sampling.SegmentSampler` (test mode) over its span.
     """
-    from dfer.data.sampling import SegmentSampler
-
     n, L, s = int(num_video_frames), int(window), int(stride)
     if n < 1 or L < 1 or s < 1:
         raise ValueError(f"expected num_video_frames, window and stride >= 1, got {n}, {L}, {s}")
@@ -223,18 +232,6 @@ class ModelBundle:
     std: tuple[float, ...] | None = None
 
 
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, got {spec!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec}: CUDA is not available on this machine")
-    return device
-
-
 def load_model(*, run: str | None = None, which: str | None = None, checkpoint: str | None = None,
                pretrained: bool | None = None, model_name: str = "tsm_resnet18", classes: str = "basic7",
                size: int | None = None, num_frames: int | None = None, device: str = "auto") -> ModelBundle:
@@ -255,7 +252,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
         ConfigError: not a run directory, missing or unreadable checkpoint, a checkpoint
             that does not fit the model, bad sizes, a missing or damaged shipped model.
     """
-    dev = _device(device)
+    dev = resolve_device(device)
     given = [name for name, v in (("--run", run), ("--checkpoint", checkpoint)) if v is not None]
     if len(given) > 1 or (given and pretrained):
         raise ConfigError(f"give one model: {' and '.join(given + (['the shipped model'] if pretrained else []))} "
@@ -265,8 +262,6 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
             raise ConfigError("pretrained=False needs a model: give run= or checkpoint=")
         bundle = _load_pretrained_bundle(dev, size, num_frames)
     elif run is not None:
-        from dfer.evaluate import load_run
-
         run_dir = Path(run)
         model, cfg, run_classes = load_run(run_dir, which=which, device=dev)  # one line on a damaged file
         bundle = ModelBundle(model, tuple(run_classes), int(size or cfg.data.size),
@@ -274,23 +269,16 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
                              {"run": str(run_dir), "which": which or ("best" if cfg.eval.select == "best_val" else "last"),
                               "model": cfg.model.name})
     else:
-        from dfer.emotions import resolve_classes
-        from dfer.models import create_model
-        from dfer.checkpoint import load_checkpoint
-
         path = Path(checkpoint)
         if not path.is_file():
             raise ConfigError(f"{path}: checkpoint file not found")
         class_names = tuple(resolve_classes(classes))
-        model = create_model(model_name, num_classes=len(class_names), pretrained=False)
-        rng = torch.get_rng_state()
+        model = create_model_for_weights(model_name, len(class_names))
         try:
             load_checkpoint(path, model)
         except Exception as e:
             raise ConfigError(f"{path}: not a dfer checkpoint for {model_name} with {len(class_names)} classes "
                               f"({type(e).__name__}: {first_line(e)})") from None
-        finally:
-            torch.set_rng_state(rng)  # loading must not disturb the caller's random stream
         bundle = ModelBundle(model.to(dev).eval(), class_names, int(size or 224), int(num_frames or 8), dev,
                              {"checkpoint": str(path), "model": model_name})
     if bundle.size < 8:
@@ -302,8 +290,6 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
 
 
 def _load_pretrained_bundle(device: torch.device, size: int | None, num_frames: int | None) -> ModelBundle:
-    from dfer.pretrained import NAME, build_model, weights_path
-
     path = weights_path()
     model, meta = build_model(path, device=device)  # raises, saying how to reinstall, on a broken file
     face_crop = float(meta["face_crop"])
@@ -353,8 +339,6 @@ def input_transform(bundle: ModelBundle, *, face_crop: bool = True):
     already tight crops, like FER+'s) and the grey conversion (:class:`Grey`). A model
     trained by ``dfer train`` asks for neither and gets exactly ``build_transforms``.
     """
-    from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, CentreFraction, Compose, Grey, build_transforms
-
     base = build_transforms(train=False, size=bundle.size, mean=bundle.mean or IMAGENET_MEAN,
                             std=bundle.std or IMAGENET_STD)
     ops = []
@@ -431,8 +415,6 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
     Raises:
         DataError: unreadable or undecodable media.
     """
-    from dfer.preprocess.track import TrackConfig, faces_from_frames
-
     cfg = (config or PredictConfig()).validate()
     path = Path(path)
     kind = _media_kind(path)
@@ -441,101 +423,38 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
     timer = _Timer()
     transform = input_transform(bundle)
     t_start = time.perf_counter()
-    decoded = [0]
-
-    if kind == "video":
-        from dfer.preprocess.video import iter_frames, probe_video
-
-        info = probe_video(path)
-        width, height, fps = info.width, info.height, info.fps
-        if not fps > 0:
-            raise DataError(f"{path}: the container gives no frame rate; cannot place windows in time")
-
-        def frames() -> Iterator[np.ndarray]:
-            decoded[0] = 0
-            return timer.frames(iter_frames(path, threads=1), decoded)
-    else:
-        from dfer.data.decode import read_image
-
-        t0 = time.perf_counter()
-        image = read_image(str(path)).copy()  # PIL's buffer is read-only; torch wants to own writable memory
-        timer.seconds["decode"] += time.perf_counter() - t0
-        height, width = image.shape[:2]
-        fps = None
-        decoded[0] = 1
-
-        def frames() -> Iterator[np.ndarray]:
-            return iter([image])
-
+    media = _open_media(path, kind, timer)
     report: dict = {
-        "input": str(path), "kind": kind, "fps": fps, "width": int(width), "height": int(height),
+        "input": str(path), "kind": kind, "fps": media.fps, "width": int(media.width), "height": int(media.height),
         "classes": list(bundle.classes), "model": dict(bundle.source),
         "settings": {**asdict(cfg), "align_size": ALIGN_SIZE},
     }
-
-    if cfg.aligned:
-        if kind == "video":
-            from dfer.data.decode import probe_num_frames
-
-            num = probe_num_frames(path)
-        else:
-            num = 1
-        found = np.ones(num, bool)
-        track_stats = {"detected_frames": 0, "found_frames": num, "detection_rate": None, "filled_frames": 0}
-
-        def crop_stream() -> Iterator[np.ndarray]:
-            return frames()
-    else:
-        if detector is None:
-            from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
-
-            detector = RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
-                                                         num_threads=cfg.threads or max(1, torch.get_num_threads())))
-        tcfg = TrackConfig(detect_every=cfg.detect_every if kind == "video" else 1, smooth_window=cfg.smooth_window,
-                           size=ALIGN_SIZE)
-        crops, track = faces_from_frames(frames if kind == "video" else [image], _TimedDetector(detector, timer), tcfg)
-        if track is None:
-            n = decoded[0]
-            report.update(status="no_face", frames=n, windows=[],
-                          error=("no frames decoded" if n == 0 else
-                                 f"no face found in {n} frame{'s' if n != 1 else ''} "
-                                 f"(detector score >= {cfg.score_threshold})"))
-            report["summary"] = {"processing_s": time.perf_counter() - t_start}
-            return report
-        num = track.num_frames
-        found = track.found
-        track_stats = track.stats()
-
-        def crop_stream() -> Iterator[np.ndarray]:
-            return crops
+    faces = _faces(path, kind, media, cfg, detector, timer)
+    if faces is None:
+        n = media.decoded[0]
+        report.update(status="no_face", frames=n, windows=[],
+                      error=("no frames decoded" if n == 0 else
+                             f"no face found in {n} frame{'s' if n != 1 else ''} "
+                             f"(detector score >= {cfg.score_threshold})"))
+        report["summary"] = {"processing_s": time.perf_counter() - t_start}
+        return report
+    num, found, track_stats, crops = faces
 
     # windows over the whole clip; a still image is one frame repeated num_frames times
-    T = bundle.num_frames
+    fps = media.fps
     if kind == "video":
         L = window_length(cfg.window_seconds, fps)
         stride = cfg.stride or L
     else:
         L, stride = 1, 1
-    plan = plan_windows(num, L, stride, T)
-    probs = _classify_windows(crop_stream(), plan, bundle, transform, cfg.batch_size, timer)
+    plan = plan_windows(num, L, stride, bundle.num_frames)
+    probs = _classify_windows(crops, plan, bundle, transform, cfg.batch_size, timer)
     seconds = time.perf_counter() - t_start
 
     face_frac = np.array([found[s:e].mean() for s, e in zip(plan.starts, plan.ends)])
     predicted = face_frac >= cfg.min_face - 1e-12
-    windows = []
-    for w in range(len(plan)):
-        s, e = int(plan.starts[w]), int(plan.ends[w])
-        p = probs[w] if predicted[w] else None
-        windows.append({
-            "index": w, "start_frame": s, "end_frame": e,
-            "start_s": s / fps if fps else 0.0, "end_s": e / fps if fps else 0.0,
-            "frames": plan.indices[w].tolist(), "face_found": float(face_frac[w]),
-            "probabilities": None if p is None else [float(x) for x in p],
-            "top": None if p is None else bundle.classes[int(np.argmax(p))],
-            "top_probability": None if p is None else float(np.max(p)),
-        })
     duration = num / fps if fps else None
-    summary: dict = {
+    summary = {
         "windows": len(plan), "predicted_windows": int(predicted.sum()),
         "frames_without_face": int((~found).sum()), "face_frame_fraction": float(found.mean()),
         "detected_frames": int(track_stats["detected_frames"]),
@@ -543,19 +462,95 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
         "processing_s": seconds,
         "realtime_factor": (duration / seconds) if duration else None,
         "ms_per_frame": {k: 1000 * v / num for k, v in timer.seconds.items()},
+        **_overall(probs, predicted, bundle.classes),
     }
-    if predicted.any():
-        mean = probs[predicted].mean(axis=0)
-        mean = mean / mean.sum()
-        summary.update(mean_probabilities=[float(x) for x in mean], dominant=bundle.classes[int(np.argmax(mean))],
-                       dominant_probability=float(np.max(mean)))
-    else:
-        summary.update(mean_probabilities=None, dominant=None, dominant_probability=None)
     report.update(status="ok", error=None, frames=int(num), duration_s=duration, window_frames=int(L),
-                  stride_frames=int(stride), windows=windows,
+                  stride_frames=int(stride), windows=_window_rows(plan, probs, predicted, face_frac, fps, bundle),
                   no_face_spans_s=[list(span) for span in no_face_spans(found, fps)] if fps else [],
                   summary=summary)
     return report
+
+
+@dataclass
+class _Media:
+    """A decoded-on-demand video or a decoded image: its size, frame rate (None for an
+    image) and ``frames()``, a fresh iterator over its RGB frames each call."""
+
+    width: int
+    height: int
+    fps: float | None
+    frames: Callable[[], Iterator[np.ndarray]]
+    decoded: list[int]  # frames decoded by the last pass (a box the iterator fills)
+
+
+def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
+    decoded = [0]
+    if kind == "video":
+        info = probe_video(path)
+        if not info.fps > 0:
+            raise DataError(f"{path}: the container gives no frame rate; cannot place windows in time")
+
+        def frames() -> Iterator[np.ndarray]:
+            decoded[0] = 0
+            return timer.frames(iter_frames(path, threads=1), decoded)
+
+        return _Media(info.width, info.height, info.fps, frames, decoded)
+    t0 = time.perf_counter()
+    image = read_image(str(path)).copy()  # PIL's buffer is read-only; torch wants to own writable memory
+    timer.seconds["decode"] += time.perf_counter() - t0
+    decoded[0] = 1
+    return _Media(image.shape[1], image.shape[0], None, lambda: iter([image]), decoded)
+
+
+def _faces(path: Path, kind: str, media: _Media, cfg: PredictConfig, detector, timer: _Timer):
+    """(frames, found mask, tracking stats, aligned face crops) of the media, or None when
+    no face is found. With ``cfg.aligned`` the frames are the faces already."""
+    if cfg.aligned:
+        num = probe_num_frames(path) if kind == "video" else 1
+        stats = {"detected_frames": 0, "found_frames": num, "detection_rate": None, "filled_frames": 0}
+        return num, np.ones(num, bool), stats, media.frames()
+    from dfer.preprocess.track import TrackConfig, faces_from_frames
+
+    if detector is None:
+        from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
+
+        detector = RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
+                                                     num_threads=cfg.threads or max(1, torch.get_num_threads())))
+    tcfg = TrackConfig(detect_every=cfg.detect_every if kind == "video" else 1, smooth_window=cfg.smooth_window,
+                       size=ALIGN_SIZE)
+    source = media.frames if kind == "video" else list(media.frames())
+    crops, track = faces_from_frames(source, _TimedDetector(detector, timer), tcfg)
+    if track is None:
+        return None
+    return track.num_frames, track.found, track.stats(), crops
+
+
+def _window_rows(plan: WindowPlan, probs: np.ndarray, predicted: np.ndarray, face_frac: np.ndarray,
+                 fps: float | None, bundle: ModelBundle) -> list[dict]:
+    """One report row per window; a window with too few face frames has no probabilities."""
+    rows = []
+    for w in range(len(plan)):
+        s, e = int(plan.starts[w]), int(plan.ends[w])
+        p = probs[w] if predicted[w] else None
+        rows.append({
+            "index": w, "start_frame": s, "end_frame": e,
+            "start_s": s / fps if fps else 0.0, "end_s": e / fps if fps else 0.0,
+            "frames": plan.indices[w].tolist(), "face_found": float(face_frac[w]),
+            "probabilities": None if p is None else [float(x) for x in p],
+            "top": None if p is None else bundle.classes[int(np.argmax(p))],
+            "top_probability": None if p is None else float(np.max(p)),
+        })
+    return rows
+
+
+def _overall(probs: np.ndarray, predicted: np.ndarray, classes) -> dict:
+    """The mean distribution of the predicted windows and its top class (None without any)."""
+    if not predicted.any():
+        return {"mean_probabilities": None, "dominant": None, "dominant_probability": None}
+    mean = probs[predicted].mean(axis=0)
+    mean = mean / mean.sum()
+    return {"mean_probabilities": [float(x) for x in mean], "dominant": classes[int(np.argmax(mean))],
+            "dominant_probability": float(np.max(mean))}
 
 
 def predict_video(path: str | os.PathLike, model: ModelBundle | None = None, *, device: str = "auto",
@@ -621,10 +616,7 @@ def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: Mod
             return
         t0 = time.perf_counter()
         clip = torch.stack([torch.stack([cache[int(i)] for i in plan.indices[w]]) for w in pending])
-        with torch.inference_mode():
-            logits = bundle.model(clip.to(bundle.device))
-            p = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-        out[pending] = p
+        out[pending] = clip_probabilities(bundle.model, clip.to(bundle.device), dtype=torch.float64)[0][:, 0].numpy()
         pending.clear()
         timer.seconds["classify"] += time.perf_counter() - t0
 

@@ -35,6 +35,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfer.compare import compare
 from dfer.config import load_config
 from dfer.errors import ConfigError
 from dfer.experiments import cv_name, parse_folds, run_cv
@@ -118,8 +119,6 @@ def reproduce(table: str, data_root: str, *, afew_root: str | None = None, folds
     Returns:
         The path of the Markdown table.
     """
-    from dfer.compare import compare
-
     spec, cfgs = table_configs(table, data_root, afew_root=afew_root, overrides=overrides, configs=configs)
     key = table.lower().replace(" ", "")
     table_dir = Path(out) / key

@@ -23,18 +23,20 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dfer.checkpoint import load_checkpoint, load_checkpoint_meta, mark_finished, save_checkpoint
-from dfer.config import RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
+from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
 from dfer.data.check import write_skipped
 from dfer.data.dataset import build_loader, item_seed
-from dfer.data.splits import build_splits, make_dataset
-from dfer.distributed import (DistInfo, GlobalBatchShardSampler, barrier, init_distributed, mean_across, shutdown,
-                              unwrap)
+from dfer.data.splits import Splits, build_splits, make_dataset
+from dfer.distributed import (DistInfo, GlobalBatchShardSampler, autocast_dtype, barrier, init_distributed,
+                              mean_across, shutdown, unwrap)
 from dfer.errors import ConfigError
 from dfer.evaluate import evaluate_model, predict_table
 from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder
@@ -117,55 +119,108 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
 RUN_MARKS = ("cache", "config.yaml", "checkpoints")
 
 
+@dataclass
+class _Run:
+    """What one training run holds while it trains: set up by :func:`_set_up`, then
+    advanced by :func:`train_one_epoch` and :func:`_validate_and_checkpoint`."""
+
+    cfg: RunConfig
+    info: DistInfo
+    device: torch.device
+    run_dir: Path
+    splits: Splits
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # None: fp32
+    mixer: BatchMixer | None
+    robust: RobustLearner | None
+    loader: torch.utils.data.DataLoader
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    config_hash: str
+    writer: Any = None
+    step: int = 0
+    best: float = -1.0
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.safetensors"
+
+    def lr(self, step: int) -> float:
+        o = self.cfg.optim
+        return lr_at(step, self.total_steps, o.lr, self.warmup_steps, o.schedule)
+
+
 def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, restart: bool,
            stop_after_epochs: int | None) -> Path:
+    resume_meta = _resume_meta(cfg, run_dir, restart)
+    if resume_meta is not None and resume_meta.get("finished") and (run_dir / "results.json").exists():
+        if info.is_main:
+            print(f"{run_dir}: already finished; nothing to do")
+        return run_dir
+    run, start_epoch = _set_up(cfg, info, device, run_dir, resume_meta)
+    progress = _Progress(cfg.progress and info.is_main)
+    try:
+        for epoch in range(start_epoch, cfg.optim.epochs):
+            if stop_after_epochs is not None and epoch - start_epoch >= stop_after_epochs:
+                return run_dir
+            row = train_one_epoch(run, epoch, progress)
+            _validate_and_checkpoint(run, epoch, row)
+            barrier(info)
+    finally:
+        progress.close()
+        if run.writer is not None:
+            run.writer.close()
 
-    ckpt_dir = run_dir / "checkpoints"
-    last_path = ckpt_dir / "last.safetensors"
+    results = evaluate_model(run.model, run.splits.test, cfg, device, dist_info=info, run_dir=run_dir)
+    if info.is_main:
+        mark_finished(run.last_path)
+        print(f"{run_dir}: test UAR {_pct(results['uar'])} WAR {_pct(results['war'])} "
+              f"({results['num_clips']} clips)")
+    barrier(info)
+    return run_dir
+
+
+def _resume_meta(cfg: RunConfig, run_dir: Path, restart: bool) -> dict | None:
+    """The state of the run's last checkpoint to resume from (None: start afresh); a
+    checkpoint of another config is refused."""
+    last_path = run_dir / "checkpoints" / "last.safetensors"
+    if not last_path.exists() or restart:
+        return None
+    meta = load_checkpoint_meta(last_path)
     chash = config_hash(cfg)
+    if meta.get("config_hash") != chash:
+        # checkpoints record their config: one saved before a setting was added still matches
+        same, why = False, ""
+        if isinstance(meta.get("config"), dict):
+            try:
+                same = config_hash(saved_config(meta["config"])) == chash
+            except ConfigError as e:
+                why = f" (its saved config no longer reads: {e})"
+        if not same:
+            raise ConfigError(f"{run_dir} holds a run with a different config{why}; use another name, or "
+                              f"--restart to overwrite it")
+    return meta
 
-    resume_meta = None
-    if last_path.exists() and not restart:
-        resume_meta = load_checkpoint_meta(last_path)
-        if resume_meta.get("config_hash") != chash:
-            # checkpoints record their config: one saved before a setting was added still matches
-            same, why = False, ""
-            if isinstance(resume_meta.get("config"), dict):
-                try:
-                    same = config_hash(saved_config(resume_meta["config"])) == chash
-                except ConfigError as e:
-                    why = f" (its saved config no longer reads: {e})"
-            if not same:
-                raise ConfigError(f"{run_dir} holds a run with a different config{why}; use another name, or "
-                                  f"--restart to overwrite it")
-        if resume_meta.get("finished") and (run_dir / "results.json").exists():
-            if info.is_main:
-                print(f"{run_dir}: already finished; nothing to do")
-            return run_dir
 
+def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
+            resume_meta: dict | None) -> tuple[_Run, int]:
+    """Splits, model, optimiser, AMP, mixer, RDFER and loader of a run, restored from its
+    checkpoint when resuming; (the run, the first epoch to train)."""
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     splits = build_splits(cfg, run_dir)  # every label decided, every clip checked: nothing written yet
-    C = len(splits.classes)
     if info.is_main:
-        dump_config(cfg, run_dir / "config.yaml")
-        (run_dir / "classes.json").write_text(json.dumps(list(splits.classes)))
-        for part, report in splits.reports.items():
-            if report.skipped:
-                path = write_skipped(report, run_dir / f"skipped_{part}_clips.csv")
-                print(f"{len(report.skipped)} unreadable {part} clip(s) skipped, listed in {path}", file=sys.stderr)
-            if report.differs_id:
-                print(f"{len(report.differs_id)} {part} clip(s) have fewer or more frames on disk than listed "
-                      f"(e.g. {report.differs_id[:3]}); the disk counts are used", file=sys.stderr)
-
+        _write_run_files(cfg, splits, run_dir)
     if cfg.optim.batch_size % info.world_size:
         raise ConfigError(f"optim.batch_size={cfg.optim.batch_size} (the global batch) must be divisible by the "
                           f"{info.world_size} processes")
-    per_rank_batch = cfg.optim.batch_size // info.world_size
-    robust = None
-    if cfg.robust.enabled:
-        # RDFER: clip agreement -> per-sample weights / corrected labels, key-expression sampling
-        robust = RobustLearner(cfg.robust, splits.train, num_classes=C, seed=cfg.seed)
+    num_classes = len(splits.classes)
+    # RDFER: clip agreement -> per-sample weights / corrected labels, key-expression sampling
+    robust = RobustLearner(cfg.robust, splits.train, num_classes=num_classes, seed=cfg.seed) \
+        if cfg.robust.enabled else None
     train_set = make_dataset(splits.train, cfg, train=True,
                              sampler=robust.train_sampler(cfg) if robust is not None else None)
     if len(train_set) < cfg.optim.batch_size:
@@ -173,162 +228,183 @@ def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, 
                           f"{cfg.optim.batch_size}: an epoch would make no optimiser step (a partial last batch is "
                           f"dropped); lower optim.batch_size")
 
-    model = create_model(cfg.model.name, num_classes=C, pretrained=cfg.model.pretrained,
+    model = create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained,
                          dropout=cfg.model.dropout, **cfg.model.kwargs).to(device)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    decay, no_decay = [], []
-    for n, p in unwrap(model).named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if cfg.optim.name == "adamw":
-        optimizer = torch.optim.AdamW(groups, lr=cfg.optim.lr)
-    else:
-        optimizer = torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                    nesterov=cfg.optim.nesterov)
-    use_amp = cfg.optim.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    mix_mode = {"hard": "none", "soft": "none"}.get(cfg.label_mode, cfg.label_mode)
+    amp_dtype = autocast_dtype(cfg, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     mixer = None
-    if mix_mode != "none":
-        mixer = BatchMixer(MixConfig(mode=mix_mode, alpha=cfg.mixing.alpha, normalise=cfg.mixing.normalise,
-                                     temperature=cfg.mixing.temperature, lam_per=cfg.mixing.lam_per),
-                           num_classes=C, generator=cfg.seed * 1000 + info.rank)
+    if cfg.label_mode in MIXING_LABEL_MODES:
+        m = cfg.mixing
+        mixer = BatchMixer(MixConfig(mode=cfg.label_mode, alpha=m.alpha, normalise=m.normalise,
+                                     temperature=m.temperature, lam_per=m.lam_per),
+                           num_classes=num_classes, generator=cfg.seed * 1000 + info.rank)
+    optimizer = _optimizer(cfg, model)
 
-    steps_per_epoch = max(1, len(train_set) // cfg.optim.batch_size)
-    total_steps = steps_per_epoch * cfg.optim.epochs
-    warmup_steps = int(cfg.optim.warmup_epochs * steps_per_epoch)
     start_epoch, step, best = 0, 0, -1.0
+    last_path = run_dir / "checkpoints" / "last.safetensors"
     if resume_meta is not None:
         meta = load_checkpoint(last_path, model, optimizer, scaler, mixer, robust=robust)
         start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best", -1.0)
         if info.is_main:
             print(f"{run_dir}: resuming after epoch {start_epoch}")
-    metrics_path = run_dir / "metrics.csv"
     if info.is_main:
-        _truncate_metrics(metrics_path, start_epoch)
-    writer = None
-    if info.is_main and cfg.tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+    # each DDP rank takes its slice of the single-process global batches (see the class)
+    shard = GlobalBatchShardSampler(len(train_set), cfg.optim.batch_size, info.rank, info.world_size,
+                                    seed=cfg.seed, epoch=start_epoch) if info.enabled else None
+    loader = build_loader(train_set, cfg.optim.batch_size // info.world_size, shuffle=True,
+                          num_workers=cfg.data.num_workers, seed=cfg.seed, epoch=start_epoch, drop_last=True,
+                          base=shard)
+    steps_per_epoch = max(1, len(train_set) // cfg.optim.batch_size)
+    run = _Run(cfg, info, device, run_dir, splits, model, optimizer, scaler, amp_dtype, mixer, robust, loader,
+               steps_per_epoch, steps_per_epoch * cfg.optim.epochs, int(cfg.optim.warmup_epochs * steps_per_epoch),
+               config_hash(cfg), _summary_writer(cfg, info, run_dir, step), step, best)
+    return run, start_epoch
 
-            writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)
-        except ImportError:  # pragma: no cover - tensorboard is a dependency, but stay usable without
-            writer = None
 
-    loader = build_loader(train_set, per_rank_batch, shuffle=True, num_workers=cfg.data.num_workers,
-                          seed=cfg.seed, epoch=start_epoch, drop_last=True)
-    if info.enabled:  # each rank takes its slice of the single-process global batches (see the class)
-        loader.sampler.base = GlobalBatchShardSampler(len(train_set), cfg.optim.batch_size, info.rank,
-                                                      info.world_size, seed=cfg.seed, epoch=start_epoch)
-    progress = _Progress(cfg.progress and info.is_main)
-    epochs_run = 0
+def _write_run_files(cfg: RunConfig, splits: Splits, run_dir: Path) -> None:
+    """config.yaml, classes.json, and the lists of clips the disk check skipped."""
+    dump_config(cfg, run_dir / "config.yaml")
+    (run_dir / "classes.json").write_text(json.dumps(list(splits.classes)))
+    for part, report in splits.reports.items():
+        if report.skipped:
+            path = write_skipped(report, run_dir / f"skipped_{part}_clips.csv")
+            print(f"{len(report.skipped)} unreadable {part} clip(s) skipped, listed in {path}", file=sys.stderr)
+        if report.differs_id:
+            print(f"{len(report.differs_id)} {part} clip(s) have fewer or more frames on disk than listed "
+                  f"(e.g. {report.differs_id[:3]}); the disk counts are used", file=sys.stderr)
+
+
+def _optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW; weight decay on weights only (not on biases and norm parameters)."""
+    decay, no_decay = [], []
+    for _, p in unwrap(model).named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optim.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
+
+
+def _summary_writer(cfg: RunConfig, info: DistInfo, run_dir: Path, step: int):
+    """TensorBoard's writer for the main process when ``cfg.tensorboard`` (else None)."""
+    if not (info.is_main and cfg.tensorboard):
+        return None
     try:
-        for epoch in range(start_epoch, cfg.optim.epochs):
-            if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
-                return run_dir
-            model.train()
-            loader.sampler.set_epoch(epoch)  # keys carry the epoch, so persistent workers see it too
-            # dropout and mixing draw from streams that are a function of (seed, epoch, rank):
-            # ranks draw different masks, and a resumed DDP run (whose checkpoint holds rank
-            # 0's generators only) continues every rank exactly
-            torch.manual_seed(item_seed(cfg.seed, epoch, info.rank, stream=3))
-            if mixer is not None:
-                mixer.generator.manual_seed(item_seed(cfg.seed, epoch, info.rank, stream=4))
-            if robust is not None:
-                robust.on_epoch_start(epoch, model, cfg, device, dist_info=info)
-            task = progress.task(f"epoch {epoch + 1}/{cfg.optim.epochs}", steps_per_epoch)
-            t0, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
-            for batch in loader:
-                clip = batch["clip"].to(device, non_blocking=True)
-                soft = batch["soft_label"].to(device, non_blocking=True)
-                label = batch["label"].to(device, non_blocking=True)
-                lr = lr_at(step, total_steps, cfg.optim.lr, warmup_steps, cfg.optim.schedule)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                weight = None
-                if robust is not None:
-                    soft, label, weight = robust.adjust(batch["index"].to(device), soft, label)
-                if mixer is not None:
-                    mixed = mixer(clip, soft, label)
-                    clip, target = mixed.clip, mixed.target
-                    if weight is not None:  # a mixed clip weighs what its two sources weigh, by λ
-                        weight = mixed.lam * weight + (1 - mixed.lam) * weight[mixed.partner]
-                elif cfg.label_mode == "hard":
-                    target = one_hot(label, C)  # DataError naming the batch positions without a label
-                else:
-                    target = soft
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                    logits = model(clip)
-                loss = soft_target_cross_entropy(logits.float(), target, weight=weight)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} step {step}; "
-                                             f"lower optim.lr or check the inputs")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.optim.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                step += 1
-                seen += clip.shape[0]
-                loss_sum += loss.item()
-                n_loss += 1
-                progress.update(task, f"loss {loss_sum / n_loss:.3f}")
-                if writer is not None and step % cfg.log_every == 0:
-                    writer.add_scalar("train/loss", loss.item(), step)
-                    writer.add_scalar("train/lr", lr, step)
-            progress.done(task)
-            elapsed = time.perf_counter() - t0
-            row = {"epoch": epoch + 1, "train_loss": mean_across(loss_sum / max(1, n_loss), info, device),
-                   "lr": lr_at(step - 1, total_steps, cfg.optim.lr, warmup_steps, cfg.optim.schedule),
-                   "clips_per_s": seen * info.world_size / max(elapsed, 1e-9), "epoch_s": elapsed,
-                   "val_uar": "", "val_war": ""}
-            is_last = epoch + 1 == cfg.optim.epochs
-            if splits.val is not None and ((epoch + 1) % cfg.eval.every == 0 or is_last):
-                probs = predict_table(model, splits.val, cfg, device, dist_info=info)
-                if info.is_main:
-                    s = summarise(probs, splits.val.label.astype(np.int64), splits.classes)
-                    row["val_uar"], row["val_war"] = s["uar"], s["war"]
-                    if writer is not None:
-                        writer.add_scalar("val/uar", s["uar"] or 0.0, step)
-                        writer.add_scalar("val/war", s["war"] or 0.0, step)
-                    if cfg.eval.select == "best_val" and (s["uar"] or 0.0) > best:
-                        best = s["uar"] or 0.0
-                        save_checkpoint(ckpt_dir / "best.safetensors", model, optimizer, scaler, mixer,
-                                        {"epoch": epoch + 1, "step": step, "config_hash": chash, "val_uar": best})
-            if info.is_main:
-                _append_metrics(metrics_path, row)
-                if writer is not None:
-                    writer.add_scalar("train/epoch_loss", row["train_loss"], epoch + 1)
-                    writer.add_scalar("train/clips_per_s", row["clips_per_s"], epoch + 1)
-                    writer.flush()
-                if robust is not None:
-                    robust.on_epoch_end(epoch, run_dir)
-                save_checkpoint(last_path, model, optimizer, scaler, mixer,
-                                {"epoch": epoch + 1, "step": step, "config_hash": chash, "best": best,
-                                 "finished": False, "config": to_dict(cfg)}, robust=robust)
-                if not (cfg.progress and sys.stderr.isatty()):
-                    val = f" val UAR {row['val_uar']:.3f}" if row["val_uar"] != "" else ""
-                    print(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row['train_loss']:.4f} "
-                          f"{row['clips_per_s']:.1f} clips/s{val}", file=sys.stderr, flush=True)
-            barrier(info)
-            epochs_run += 1
-    finally:
-        progress.close()
-        if writer is not None:
-            writer.close()
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # pragma: no cover - tensorboard is a dependency, but stay usable without
+        return None
+    return SummaryWriter(str(run_dir / "tb"), purge_step=step)
 
-    results = evaluate_model(model, splits.test, cfg, device, dist_info=info, run_dir=run_dir)
-    if info.is_main:
-        mark_finished(last_path)
-        print(f"{run_dir}: test UAR {_pct(results['uar'])} WAR {_pct(results['war'])} "
-              f"({results['num_clips']} clips)")
-    barrier(info)
-    return run_dir
+
+def train_one_epoch(run: _Run, epoch: int, progress: _Progress) -> dict:
+    """One pass over the training clips; the epoch's row of ``metrics.csv`` (no validation yet)."""
+    cfg, info, model = run.cfg, run.info, run.model
+    model.train()
+    run.loader.sampler.set_epoch(epoch)  # keys carry the epoch, so persistent workers see it too
+    # dropout and mixing draw from streams that are a function of (seed, epoch, rank): ranks
+    # draw different masks, and a resumed DDP run (whose checkpoint holds rank 0's
+    # generators only) continues every rank exactly
+    torch.manual_seed(item_seed(cfg.seed, epoch, info.rank, stream=3))
+    if run.mixer is not None:
+        run.mixer.generator.manual_seed(item_seed(cfg.seed, epoch, info.rank, stream=4))
+    if run.robust is not None:
+        run.robust.on_epoch_start(epoch, model, cfg, run.device, dist_info=info)
+    task = progress.task(f"epoch {epoch + 1}/{cfg.optim.epochs}", run.steps_per_epoch)
+    t0, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
+    for batch in run.loader:
+        loss, lr = _train_step(run, batch, epoch)
+        run.step += 1
+        seen += batch["clip"].shape[0]
+        loss_sum += loss
+        n_loss += 1
+        progress.update(task, f"loss {loss_sum / n_loss:.3f}")
+        if run.writer is not None and run.step % cfg.log_every == 0:
+            run.writer.add_scalar("train/loss", loss, run.step)
+            run.writer.add_scalar("train/lr", lr, run.step)
+    progress.done(task)
+    elapsed = time.perf_counter() - t0
+    return {"epoch": epoch + 1, "train_loss": mean_across(loss_sum / max(1, n_loss), info, run.device),
+            "lr": run.lr(run.step - 1), "clips_per_s": seen * info.world_size / max(elapsed, 1e-9),
+            "epoch_s": elapsed, "val_uar": "", "val_war": ""}
+
+
+def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, float]:
+    """One optimiser step on a batch: labels (RDFER's corrections, mixing), forward under
+    autocast, loss, backward, clipping, update; (the loss, the learning rate)."""
+    device, cfg = run.device, run.cfg
+    clip = batch["clip"].to(device, non_blocking=True)
+    soft = batch["soft_label"].to(device, non_blocking=True)
+    label = batch["label"].to(device, non_blocking=True)
+    lr = run.lr(run.step)
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    weight = None
+    if run.robust is not None:
+        soft, label, weight = run.robust.adjust(batch["index"].to(device), soft, label)
+    if run.mixer is not None:
+        mixed = run.mixer(clip, soft, label)
+        clip, target = mixed.clip, mixed.target
+        if weight is not None:  # a mixed clip weighs what its two sources weigh, by λ
+            weight = mixed.lam * weight + (1 - mixed.lam) * weight[mixed.partner]
+    elif cfg.label_mode == "hard":
+        target = one_hot(label, len(run.splits.classes))  # DataError naming the batch positions without a label
+    else:
+        target = soft
+    with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        logits = run.model(clip)
+    loss = soft_target_cross_entropy(logits.float(), target, weight=weight)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} step {run.step}; "
+                                 f"lower optim.lr or check the inputs")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if cfg.optim.grad_clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return loss.item(), lr
+
+
+def _validate_and_checkpoint(run: _Run, epoch: int, row: dict) -> None:
+    """Validate when due (a better one is saved as ``best``), then write the epoch's row
+    and the ``last`` checkpoint."""
+    cfg, info, splits, writer = run.cfg, run.info, run.splits, run.writer
+    ckpt_dir = run.run_dir / "checkpoints"
+    is_last = epoch + 1 == cfg.optim.epochs
+    if splits.val is not None and ((epoch + 1) % cfg.eval.every == 0 or is_last):
+        probs = predict_table(run.model, splits.val, cfg, run.device, dist_info=info)
+        if info.is_main:
+            s = summarise(probs, splits.val.label.astype(np.int64), splits.classes)
+            row["val_uar"], row["val_war"] = s["uar"], s["war"]
+            if writer is not None:
+                writer.add_scalar("val/uar", s["uar"] or 0.0, run.step)
+                writer.add_scalar("val/war", s["war"] or 0.0, run.step)
+            if cfg.eval.select == "best_val" and (s["uar"] or 0.0) > run.best:
+                run.best = s["uar"] or 0.0
+                save_checkpoint(ckpt_dir / "best.safetensors", run.model, run.optimizer, run.scaler, run.mixer,
+                                {"epoch": epoch + 1, "step": run.step, "config_hash": run.config_hash,
+                                 "val_uar": run.best})
+    if not info.is_main:
+        return
+    _append_metrics(run.run_dir / "metrics.csv", row)
+    if writer is not None:
+        writer.add_scalar("train/epoch_loss", row["train_loss"], epoch + 1)
+        writer.add_scalar("train/clips_per_s", row["clips_per_s"], epoch + 1)
+        writer.flush()
+    if run.robust is not None:
+        run.robust.on_epoch_end(epoch, run.run_dir)
+    save_checkpoint(run.last_path, run.model, run.optimizer, run.scaler, run.mixer,
+                    {"epoch": epoch + 1, "step": run.step, "config_hash": run.config_hash, "best": run.best,
+                     "finished": False, "config": to_dict(cfg)}, robust=run.robust)
+    if not (cfg.progress and sys.stderr.isatty()):
+        val = f" val UAR {row['val_uar']:.3f}" if row["val_uar"] != "" else ""
+        print(f"epoch {epoch + 1}/{cfg.optim.epochs} loss {row['train_loss']:.4f} "
+              f"{row['clips_per_s']:.1f} clips/s{val}", file=sys.stderr, flush=True)
 
 
 def _pct(x) -> str:

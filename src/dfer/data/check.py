@@ -54,7 +54,8 @@ from pathlib import Path
 import numpy as np
 
 import dfer
-from dfer.data.table import IMAGE_EXTENSIONS, ClipKind, ClipTable
+from dfer.data import decode
+from dfer.data.table import ClipKind, ClipTable, IMAGE_EXTENSIONS
 from dfer.errors import DataError
 from dfer.io import atomic_path
 
@@ -134,8 +135,6 @@ def _signature(source: str) -> tuple[int, int]:
 def _probe(source: str, kind: int, verify: bool, deep: bool = False) -> tuple[int, int, str]:
     """(frames on disk, status, detail) of one clip; never raises for bad media. ``deep``
     decodes every frame instead of the ends."""
-    from dfer.data import decode
-
     try:
         if kind == ClipKind.FRAMES:
             try:
@@ -232,7 +231,6 @@ def check_table(
     """
     if on_bad_clip not in ("error", "skip"):
         raise DataError(f"on_bad_clip {on_bad_clip!r} unknown; expected error or skip")
-    from dfer.data import decode
 
     if hasattr(decode, "clear_caches"):
         decode.clear_caches()  # a folder listing or video index cached before may be stale

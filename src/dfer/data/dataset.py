@@ -198,23 +198,19 @@ def _worker_init(worker_id: int) -> None:
 
 def build_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool, num_workers: int = 0, seed: int = 0,
                  epoch: int = 0, drop_last: bool = False, pin_memory: bool | None = None,
-                 distributed: bool = False, prefetch_factor: int | None = None) -> DataLoader:
+                 base=None, prefetch_factor: int | None = None) -> DataLoader:
     """A DataLoader over ``dataset`` with a seeded, epoch-aware order.
 
-    Call ``loader.sampler.set_epoch(e)`` at the start of each epoch (also with
-    ``distributed=True``, where it forwards to the DistributedSampler). The batch is the
-    :func:`collate` dict on the CPU (pinned when ``pin_memory``); move it with
+    Call ``loader.sampler.set_epoch(e)`` at the start of each epoch. ``base``, a sampler of
+    dataset indices, replaces the order (e.g. a DDP rank's share of every global batch,
+    :class:`dfer.distributed.GlobalBatchShardSampler`); it is told the epoch too. The batch
+    is the :func:`collate` dict on the CPU (pinned when ``pin_memory``); move it with
     ``non_blocking=True``.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
-    base = None
-    if distributed:
-        from torch.utils.data.distributed import DistributedSampler
-
-        base = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed, epoch=epoch, base=base)
     sampler.set_epoch(epoch)
     dataset.set_epoch(epoch)

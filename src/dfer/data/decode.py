@@ -153,15 +153,22 @@ class _VideoIndex:
     keyframes: np.ndarray  # (K,) int64 frame numbers (into pts) of the keyframes
 
 
-def _open(path: str):
+def open_video(path: str | os.PathLike):
+    """The PyAV container of a video file with at least one video stream; the one opener
+    of every video dfer reads (training clips, ``dfer preprocess``, ``dfer predict``).
+
+    Raises:
+        DataError: the file is missing, cannot be opened, or has no video stream.
+    """
     import av  # imported lazily: frame-folder corpora never pay for FFmpeg
 
+    path = _path(path)
     if not os.path.isfile(path):
         raise DataError(f"{path}: video file not found")
     try:
         container = av.open(path)
-    except av.error.FFmpegError as exc:
-        raise DataError(f"{path}: cannot open video ({exc})") from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot open video ({type(exc).__name__}: {exc})") from None
     if not container.streams.video:
         container.close()
         raise DataError(f"{path}: expected a video stream, found none")
@@ -174,7 +181,7 @@ def _video_index(path: str) -> _VideoIndex | None:
     gives packets without timestamps, in which case readers count decoded frames."""
     import av
 
-    container = _open(path)
+    container = open_video(path)
     try:
         stream = container.streams.video[0]
         pts, keys = [], []
@@ -213,7 +220,7 @@ def probe_num_frames(path: str | os.PathLike) -> int:
     index = _video_index(path)
     if index is not None:
         return len(index.pts)
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         if stream.frames and stream.frames > 0:
             return int(stream.frames)
@@ -236,7 +243,7 @@ def count_decoded_frames(path: str | os.PathLike) -> int:
         DataError: missing file, or a frame FFmpeg cannot decode.
     """
     path = _path(path)
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         return sum(1 for _ in _decode(container, stream, path))
@@ -274,7 +281,7 @@ def read_video_frames(path: str | os.PathLike, indices, *, size_hint: int | None
 def _decode_wanted(path, index, wanted: set[int], size_hint, *, seek: bool) -> dict[int, np.ndarray]:
     first, last = min(wanted), max(wanted)
     got: dict[int, np.ndarray] = {}
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         frame_of = None

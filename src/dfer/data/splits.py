@@ -10,15 +10,18 @@ from pathlib import Path
 import numpy as np
 
 from dfer.config import HARD_LABEL_MODES, RunConfig
+from dfer.data.check import check_table
+from dfer.data.corpora.registry import load_source
+from dfer.data.dataset import ClipDataset
+from dfer.data.sampling import MultiClipSampler, SegmentSampler
 from dfer.data.table import ClipTable
+from dfer.data.transforms import build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
 from dfer.metrics import clear_mask
 
 
 def load_source_table(source, classes: tuple[str, ...]) -> ClipTable:
-    from dfer.data.corpora.registry import load_source
-
     if not source.root:
         raise ConfigError(f"data source {source.kind!r} has no root: set data.source.root=PATH")
     table = load_source(source.kind, source.root, **source.options)
@@ -125,8 +128,6 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
         raise DataError(f"no test clips for fold={src.fold} split={src.test_split!r}")
     reports: dict = {}
     if cfg.data.check_disk:
-        from dfer.data.check import check_table
-
         cache = (run_dir / "cache") if run_dir is not None else None
         train, reports["train"] = check_table(train, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
         test, reports["test"] = check_table(test, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
@@ -143,10 +144,6 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
 def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1, sampler=None, transform=None):
     """The dataset of ``table`` as ``cfg`` samples and transforms it; ``transform`` replaces
     the config's (a model with its own input pipeline, e.g. the shipped one)."""
-    from dfer.data.dataset import ClipDataset
-    from dfer.data.sampling import MultiClipSampler, SegmentSampler
-    from dfer.data.transforms import build_transforms
-
     d = cfg.data
     if sampler is None:
         sampler = (SegmentSampler(d.num_frames, mode="train") if train else

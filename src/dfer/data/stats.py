@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.data.check import check_table, write_skipped
+from dfer.data.corpora.registry import KINDS, load_source
 from dfer.data.table import ClipTable, Split
 from dfer.errors import ConfigError
 from dfer.metrics import clear_mask, coexistence_matrix
@@ -127,8 +129,6 @@ def write_figures(stats: dict, out_dir: str | os.PathLike) -> list[Path]:
 
 # ---------------------------------------------------------------------------- CLI
 def _source_arguments(p: argparse.ArgumentParser) -> None:
-    from dfer.data.corpora.registry import KINDS
-
     p.add_argument("source", help="corpus folder, list file or manifest")
     p.add_argument("--kind", choices=KINDS, help="corpus kind (default: detected from SOURCE)")
     p.add_argument("--root", help="re-root the paths of a list file or manifest (none may leave it)")
@@ -155,8 +155,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args) -> ClipTable:
-    from dfer.data.corpora.registry import load_source
-
     options = {}
     if args.root is not None:
         options["root"] = args.root
@@ -168,8 +166,6 @@ def _load(args) -> ClipTable:
 def run(args: argparse.Namespace) -> int:
     table = _load(args)
     if args.action == "check":
-        from dfer.data.check import check_table, write_skipped
-
         if args.deep and args.no_verify:
             raise ConfigError("--deep decodes every frame, --no-verify none: give one of them")
         _, report = check_table(table, workers=args.workers, cache_dir=args.cache_dir,

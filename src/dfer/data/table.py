@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.emotions import label_map
 from dfer.errors import DataError
 from dfer.io import atomic_path
 
@@ -314,8 +315,6 @@ class ClipTable:
         a clip whose hard label has no place in ``classes`` is an error (never a silent
         relabel).
         """
-        from dfer.emotions import label_map
-
         classes = tuple(classes)
         if classes == self.classes:
             return self

@@ -12,7 +12,7 @@ from dfer.models import cnn_rnn, r3d, rdfer, tsm  # noqa: F401  (registers the b
 from dfer.models.base import ClipClassifier, check_clip
 from dfer.models.cnn_rnn import ResNet18GRU, resnet18_gru
 from dfer.models.r3d import R3D18, r3d_18
-from dfer.models.registry import create_model, list_models, model_options, register_model
+from dfer.models.registry import create_model, create_model_for_weights, list_models, model_options, register_model
 from dfer.models.tsm import TSMResNet18, temporal_shift, temporal_shift_frames, tsm_resnet18
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "TSMResNet18",
     "check_clip",
     "create_model",
+    "create_model_for_weights",
     "list_models",
     "model_options",
     "r3d_18",

@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import torch
 from torch import nn
 
 from dfer.errors import ConfigError
@@ -86,3 +87,14 @@ def create_model(name: str, num_classes: int, pretrained: bool | str = False, **
             f"accepted: {', '.join(sorted(accepted)) or 'none'}"
         )
     return fn(num_classes=num_classes, pretrained=pretrained, **kwargs)
+
+
+def create_model_for_weights(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """:func:`create_model` (random init, no downloaded weights) for a model whose weights
+    are loaded next: its initialisation leaves the caller's torch random stream as it was,
+    so loading a model never changes what a seeded program draws afterwards."""
+    state = torch.get_rng_state()
+    try:
+        return create_model(name, num_classes, pretrained=False, **kwargs)
+    finally:
+        torch.set_rng_state(state)

@@ -31,6 +31,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from dfer.errors import ConfigError
+from dfer.pretrained import read_pretrained
 
 Pretrained = bool | str | os.PathLike
 #: ``pretrained="ferplus"``: the ResNet-18 trunk of the face-expression model that ships
@@ -146,8 +147,6 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
             raise ConfigError(f"pretrained: {FERPLUS} is the 2D ResNet-18 trunk of dfer's FER+ face model and does "
                               f"not fit {model_name}; use it with a 2D ResNet-18 model (tsm_resnet18, resnet18_gru, "
                               f"rdfer_resnet18), or pretrained: true for {weights}")
-        from dfer.pretrained import trunk_state
-
         source, state = "dfer's FER+ face-expression trunk", trunk_state()
     elif isinstance(pretrained, (str, os.PathLike)):
         source, state = os.fspath(pretrained), read_state_dict_file(pretrained)
@@ -166,3 +165,9 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
                 parts.append(f"{len(keys)} {label} ({shown})")
         raise ConfigError(f"{source}: weights do not fit the backbone of {model_name}: {'; '.join(parts)}")
     backbone.load_state_dict(state, strict=True)
+
+
+def trunk_state(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """The shipped FER+ model's ResNet-18 trunk (:mod:`dfer.pretrained`) in torchvision's keys
+    (``conv1.weight``, ...), without its classifier."""
+    return backbone_state(read_pretrained(path)[0])

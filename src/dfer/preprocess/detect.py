@@ -34,6 +34,8 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from dfer.errors import ConfigError
+
 __all__ = ["Detections", "FaceDetector", "DetectorConfig", "RetinaFaceDetector", "create_detector"]
 
 
@@ -179,7 +181,5 @@ def create_detector(name: str = "retinaface", **kwargs) -> FaceDetector:
         **kwargs: fields of :class:`DetectorConfig`.
     """
     if name != "retinaface":
-        from dfer.errors import ConfigError
-
         raise ConfigError(f"unknown face detector {name!r}; expected one of ['retinaface']")
     return RetinaFaceDetector(DetectorConfig(**kwargs))

@@ -45,8 +45,10 @@ from pathlib import Path
 import numpy as np
 
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from dfer.emotions import canonical
 from dfer.errors import ConfigError, DataError, DfeError
 from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
+from dfer.preprocess.video import iter_frames, probe_video
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
            "add_arguments", "run"]
@@ -130,8 +132,6 @@ def find_videos(src: Path, exclude: Path | None = None) -> list[Path]:
 
 def plan_jobs(src: Path, videos: Iterable[Path], label_from_parent: bool) -> tuple[list[VideoJob], list[dict]]:
     """Turn video files into jobs; report output-folder collisions (a.mp4 and a.avi) as failures."""
-    from dfer.emotions import canonical
-
     root = src.parent if src.is_file() else src
     jobs: list[VideoJob] = []
     clashes: list[dict] = []
@@ -205,7 +205,6 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
     committed: an orphaned worker must not race the rerun.
     """
     from dfer.preprocess.track import TrackConfig, faces_from_frames
-    from dfer.preprocess.video import iter_frames, probe_video
 
     video = src_root / job.source
     partial = out / PARTIAL_DIR / str(os.getpid()) / job.path

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dfer.data.decode import open_video
 from dfer.errors import DataError
 
 __all__ = ["VideoInfo", "probe_video", "iter_frames"]
@@ -32,26 +33,13 @@ class VideoInfo:
     codec: str
 
 
-def _open(path: str | os.PathLike):
-    import av
-
-    try:
-        container = av.open(os.fspath(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{os.fspath(path)}: cannot open video ({type(e).__name__}: {e})") from None
-    if not container.streams.video:
-        container.close()
-        raise DataError(f"{os.fspath(path)}: expected a video stream, found none")
-    return container
-
-
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Read the container's header (no decoding).
 
     Raises:
         DataError: unreadable file or no video stream.
     """
-    with _open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or 0
         return VideoInfo(
@@ -77,7 +65,7 @@ def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator[np.ndarra
     """
     import av
 
-    container = _open(path)
+    container = open_video(path)
     t = 0
     try:
         stream = container.streams.video[0]

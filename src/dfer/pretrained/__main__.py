@@ -1,5 +1,5 @@
 import sys
 
-from dfer.pretrained import main
+from dfer.pretrained.export import main
 
 sys.exit(main())

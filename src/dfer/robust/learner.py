@@ -31,13 +31,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from dfer.config import HARD_LABEL_MODES
+from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
+from dfer.data.dataset import build_loader, item_seed
+from dfer.data.decode import num_frames_of
 from dfer.data.splits import make_dataset
 from dfer.data.table import ClipTable
-from dfer.distributed import unwrap
+from dfer.distributed import autocast_dtype
+from dfer.inference import predict_loader, shard_rows
+from dfer.errors import DataError
 from dfer.io import atomic_path
-from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
+from dfer.robust.agreement import (CLEAN, HARD, NOISY, SPLIT_NAMES, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
 from dfer.robust.config import RobustConfig
 from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_scores
@@ -45,7 +51,7 @@ from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_sco
 CSV_FIELDS = ["epoch", "passes", "skipped", "label_uar", "clean", "hard", "noisy", "mean_agreement", "mean_weight",
               "noisy_precision", "noisy_recall", "hard_precision", "hard_recall", "truth_noisy", "truth_hard"]
 
-__all__ = ["RobustLearner", "detection_scores", "clip_and_frame_logits"]
+__all__ = ["RobustLearner", "detection_scores"]
 
 
 def detection_scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float | None, float | None]:
@@ -53,24 +59,6 @@ def detection_scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float | None,
     pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
     tp = float((pred & truth).sum())
     return (tp / pred.sum() if pred.any() else None, tp / truth.sum() if truth.any() else None)
-
-
-@torch.no_grad()
-def clip_and_frame_logits(model, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Clip logits (B, C) and, where the model can give them, per-frame logits (B, T, C).
-
-    Models with ``frame_logits`` (``rdfer_resnet18``) give both; TSM (whose clip logits are
-    the mean of its per-frame logits) is read through ``frame_features``; other models give
-    clip logits only (None).
-    """
-    from dfer.models.tsm import TSMResNet18
-
-    if hasattr(model, "frame_logits"):
-        return model.frame_logits(clip)
-    if isinstance(model, TSMResNet18):
-        ff = model.frame_features(clip)
-        return model.classifier(ff.mean(dim=1)), model.classifier(ff)
-    return model(clip), None
 
 
 class RobustLearner:
@@ -263,41 +251,20 @@ class RobustLearner:
     def _predict(self, model, run_cfg, device, dist_info, epoch: int):
         """(probs (N, K, C), frame probs (N, K, T, C) or None, frame indices (N, K, T)) of the
         K clips of every training video; each process predicts a shard, all get everything."""
-        import torch.distributed as dist
-
-        from dfer.data.dataset import build_loader, item_seed
-        from dfer.data.decode import num_frames_of
-
         K, T = self.cfg.num_clips, run_cfg.data.num_frames
         enabled = dist_info is not None and dist_info.enabled
-        rank, world = (dist_info.rank, dist_info.world_size) if enabled else (0, 1)
-        shard = np.arange(rank, len(self.table), world)
+        shard = shard_rows(len(self.table), dist_info)
         sub = self.table.take(shard)
         sampler = ClipSetSampler(T, K)
         ds = make_dataset(sub, run_cfg, train=False, sampler=sampler)
         ds.seed = item_seed(self.seed, 0, 0, stream=7) % 2**62  # clips unlike the training draws
         loader = build_loader(ds, max(1, run_cfg.eval.batch_size // K), shuffle=False,
                               num_workers=run_cfg.data.num_workers, seed=run_cfg.seed, epoch=epoch)
-        net = unwrap(model)
-        was_training = net.training
-        net.eval()
-        use_amp = run_cfg.optim.amp and device.type == "cuda"
-        probs, fprobs, rows = [], [], []
-        try:
-            for batch in loader:
-                clip = batch["clip"].to(device, non_blocking=True)  # (B, K, T, C, H, W)
-                B = clip.shape[0]
-                with torch.no_grad(), torch.autocast(device.type, enabled=use_amp):
-                    logits, flogits = clip_and_frame_logits(net, clip.flatten(0, 1))
-                probs.append(torch.softmax(logits.float(), -1).view(B, K, -1).cpu().numpy())
-                if flogits is not None:
-                    fprobs.append(torch.softmax(flogits.float(), -1).view(B, K, T, -1).cpu().numpy())
-                rows.append(batch["index"].numpy())
-        finally:
-            net.train(was_training)
-        local = np.concatenate(rows)
-        probs_l = np.concatenate(probs)
-        fprobs_l = np.concatenate(fprobs) if fprobs else None
+        # this shard only: its frame indices are replayed below, then everything is gathered
+        out = predict_loader(model, loader, shard, device, autocast_dtype(run_cfg, device), dist_info, frames=True,
+                             gather=False)
+        local = np.searchsorted(shard, out.rows)  # rows of ``sub``
+        probs_l, fprobs_l = out.probs, out.frame_probs
         # the frames of each clip: the dataset's sampler draw, replayed from the same generator
         fidx_l = np.zeros((len(local), K, T), np.int64)
         for j, li in enumerate(local):
@@ -307,7 +274,7 @@ class RobustLearner:
             fidx_l[j] = sampler.sample(int(self._n_frames[gi]), ds.generator(int(li), epoch))
         glob = shard[local]
         if enabled:
-            gathered = [None] * world
+            gathered = [None] * dist_info.world_size
             dist.all_gather_object(gathered, (glob, probs_l, fprobs_l, fidx_l, self._n_frames[glob]))
             glob = np.concatenate([g[0] for g in gathered])
             probs_l = np.concatenate([g[1] for g in gathered])
@@ -331,8 +298,6 @@ class RobustLearner:
         return target
 
     def _write_samples(self, path: Path) -> None:
-        from dfer.robust.agreement import SPLIT_NAMES
-
         rows = []
         conf, top = self.consensus.max(dim=-1)
         support = (self.consensus * self._target(self.hard_labels)).sum(dim=-1)
@@ -355,7 +320,6 @@ class RobustLearner:
         spec = self.cfg.truth
         if not spec:
             return None
-        from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
 
         if spec == "auto":
             root = self.table.meta.get("root")
@@ -368,8 +332,6 @@ class RobustLearner:
         ids = [str(c).split("#")[0] for c in self.table.clip_id]
         missing = [c for c in ids if c not in row]
         if missing:
-            from dfer.errors import DataError
-
             raise DataError(f"{root}: truth file has no row for clip(s) {missing[:5]}, expected every training clip")
         idx = np.array([row[c] for c in ids], np.int64)
         noisy = truth["label_corrupted"][idx]

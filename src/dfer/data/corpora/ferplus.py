@@ -47,9 +47,10 @@ from pathlib import Path
 import numpy as np
 
 from dfer.data.corpora.textio import read_text
-from dfer.data.table import SPLIT_NAMES, ClipKind, ClipTable, Split
+from dfer.data.table import ClipKind, ClipTable, SPLIT_NAMES, Split
 from dfer.emotions import FERPLUS8
 from dfer.errors import DataError, where
+from dfer.io import atomic_path
 
 #: folder written by FER+'s generator -> (Kaggle ``Usage`` value, split)
 FOLDERS = {
@@ -321,8 +322,6 @@ def _write_images(pixels: list[tuple[Path, np.ndarray]], overwrite: set[str]) ->
     is not in ``overwrite`` (folders written from other files)."""
     from PIL import Image
 
-    from dfer.io import atomic_path
-
     for path, px in pixels:
         if path.is_file() and path.parent.name not in overwrite:
             continue
@@ -340,8 +339,6 @@ def _read_stamp(folder: Path) -> str:
 
 def _write_stamp(folder: Path, key: str) -> None:
     """Mark ``folder`` as written whole from the files whose digest is ``key``."""
-    from dfer.io import atomic_path
-
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / STAMP) as tmp:
         tmp.write_text(key + "\n", encoding="ascii")

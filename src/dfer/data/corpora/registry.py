@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
 from dfer.data.table import ClipTable
 from dfer.errors import ConfigError, DataError
 
@@ -152,8 +153,6 @@ def load_source(kind: str | None, root: str | os.PathLike, /, **options: Any) ->
     kind = kind or detect_kind(root)
     fn = _adapter(kind)
     if kind == "synthetic":
-        from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
-
         fields = {f.name for f in dataclasses.fields(SynthConfig)}
         synth = {k: v for k in list(options) if k in fields and (v := options.pop(k)) is not None}
         p = Path(root)

@@ -3,9 +3,13 @@
 Writes N clip folders of 256x256 JPEG frames (smooth noise, quality 90), then measures
 
 - ``limit``: PIL decoding the 8 sampled frames of each clip, nothing else (clips/s);
-- ``loader_w{k}``: ClipDataset + DataLoader producing normalised training clips (segment
-  sampling, random scale crop, flip, normalise) with k workers (clips/s), and its ratio to
-  the limit (per process: the limit is single-core, k workers can exceed it);
+- ``loader_w{k}``: ClipDataset + DataLoader producing training clips as dfer's datasets do
+  (segment sampling, random scale crop, flip, uint8 batches; the float conversion and
+  normalisation then run on the training device, :func:`dfer.data.transforms.to_model_input`)
+  with k workers (clips/s), and its ratio to the limit (per process: the limit is
+  single-core, k workers can exceed it);
+- ``loader_float_w{k}``: the same with the conversion and normalisation inside the loader
+  (float32 batches), as any dataset that returns model-ready clips would;
 - ``draft``: decode of a 1280x720 JPEG at full size vs at reduced size for a 224 target.
 
 Usage: python benchmarks/loader.py [--clips 64] [--frames 32] [--root DIR] [--workers 0 2]
@@ -74,8 +78,8 @@ def decode_limit(table: ClipTable, num_frames: int, repeats: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def loader_rate(table: ClipTable, num_frames: int, size: int, workers: int, epochs: int) -> float:
-    ds = ClipDataset(table, SegmentSampler(num_frames, "train"), build_transforms(True, size=size), seed=0)
+def loader_rate(table: ClipTable, num_frames: int, size: int, workers: int, epochs: int, uint8: bool = True) -> float:
+    ds = ClipDataset(table, SegmentSampler(num_frames, "train"), build_transforms(True, size=size, uint8=uint8), seed=0)
     loader = build_loader(ds, 8, shuffle=True, num_workers=workers, seed=0, pin_memory=False)
     loader.sampler.set_epoch(0)
     for _ in loader:  # warm-up epoch: worker start, caches
@@ -134,6 +138,9 @@ def main() -> None:
             rate = loader_rate(table, args.num_frames, args.size, w, args.epochs)
             result[f"loader_w{w}_clips_per_s"] = round(rate, 1)
             result[f"loader_w{w}_ratio"] = round(rate / limit, 3)
+            rate = loader_rate(table, args.num_frames, args.size, w, args.epochs, uint8=False)
+            result[f"loader_float_w{w}_clips_per_s"] = round(rate, 1)
+            result[f"loader_float_w{w}_ratio"] = round(rate / limit, 3)
         result["draft_1280x720"] = draft_gain(root, args.size)
     print(json.dumps(result, indent=2))
 

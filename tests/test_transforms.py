@@ -8,8 +8,9 @@ import torch
 
 from torchvision.transforms.v2 import functional as F
 
-from dfer.data.transforms import (IMAGENET_MEAN, CenterCrop, Normalize, RandomHorizontalFlip, RandomPadCrop,
-                                  RandomScaleCrop, Resize, ToClipTensor, build_transforms)
+from dfer.data.transforms import (AsUint8Clip, CenterCrop, IMAGENET_MEAN, Normalize, RandomHorizontalFlip,
+                                  RandomPadCrop, RandomScaleCrop, Resize, ToClipTensor, build_transforms,
+                                  to_model_input)
 from dfer.errors import ConfigError
 
 
@@ -183,3 +184,40 @@ def test_build_transforms_pad_crop_trains_by_translation_and_tests_as_before():
     assert torch.equal(still(clip), build_transforms(False, size=48)(clip))
     with pytest.raises(ConfigError, match="crop must be 'scale' or 'pad', got 'zoom'"):
         build_transforms(True, size=48, crop="zoom")
+
+
+# ------------------------------------------------------------------ uint8 to the device
+def test_uint8_pipeline_then_to_model_input_is_bit_identical_to_the_float_pipeline():
+    """The geometry draws the same parameters in both pipelines; converting and normalising
+    the uint8 batch on the device gives exactly the float pipeline's clips."""
+    rng = np.random.default_rng(0)
+    clips = [rng.integers(0, 256, (4, 40, 52, 3), dtype=np.uint8) for _ in range(3)]
+    for train, crop in ((True, "scale"), (True, "pad"), (False, "scale")):
+        as_float = build_transforms(train, size=32, crop=crop)
+        as_uint8 = build_transforms(train, size=32, crop=crop, uint8=True)
+        ref = torch.stack([as_float(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clips)])
+        raw = torch.stack([as_uint8(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clips)])
+        assert raw.dtype == torch.uint8 and raw.is_contiguous() and raw.shape == ref.shape
+        assert torch.equal(to_model_input(raw, "cpu"), ref), (train, crop)
+    float_batch = ref.clone()
+    assert to_model_input(float_batch, "cpu") is float_batch  # a model's own float input is only moved
+
+
+def test_a_uint8_clip_never_aliases_the_decoded_frames():
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    out = AsUint8Clip()(torch.from_numpy(frames).permute(0, 3, 1, 2)[:, :, 2:6, 2:6])  # a view of the decoder's buffer
+    frames[:] = 7
+    assert out.is_contiguous() and int(out.max()) == 0
+    with pytest.raises(TypeError, match="expects uint8"):
+        AsUint8Clip()(torch.zeros(2, 3, 4, 4))
+
+
+def test_dfer_datasets_give_uint8_clips(synthetic_dfew):
+    from dfer.config import load_config
+    from dfer.data.splits import build_splits, make_dataset
+
+    cfg = load_config(None, [f"data.source.root={synthetic_dfew}", "data.num_frames=2", "data.size=32"])
+    splits = build_splits(cfg, None)
+    for train in (True, False):
+        item = make_dataset(splits.train, cfg, train=train)[0]
+        assert item["clip"].dtype == torch.uint8 and item["clip"].shape == (2, 3, 32, 32)

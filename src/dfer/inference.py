@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dfer.data.transforms import to_model_input
 from dfer.distributed import DistInfo, unwrap
 from dfer.models import TSMResNet18
 
@@ -94,7 +95,7 @@ def predict_loader(model, loader, shard: np.ndarray, device: torch.device, amp_d
     rows, probs, fprobs = [], [], []
     try:
         for batch in loader:
-            p, fp = clip_probabilities(net, batch["clip"].to(device, non_blocking=True), amp_dtype, frames=frames)
+            p, fp = clip_probabilities(net, to_model_input(batch["clip"], device), amp_dtype, frames=frames)
             probs.append(p.numpy())
             if fp is not None:
                 fprobs.append(fp.numpy())

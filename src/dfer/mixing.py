@@ -48,11 +48,12 @@ unchanged inside ``torch.autocast``. Nothing here modifies a caller's tensor.
 
 Drop it into your own training loop::
 
+    from dfer.data.transforms import to_model_input
     from dfer.mixing import BatchMixer, MixConfig
     from dfer.losses import soft_target_cross_entropy
     mixer = BatchMixer(MixConfig(mode="midas", alpha=0.4), num_classes=7, generator=0)
-    for batch in loader:  # clip (B, T, C, H, W), soft_label (B, K)
-        mixed = mixer(batch["clip"].cuda(), batch["soft_label"].cuda())
+    for batch in loader:  # clip (B, T, C, H, W) uint8 from dfer's datasets, soft_label (B, K)
+        mixed = mixer(to_model_input(batch["clip"], "cuda"), batch["soft_label"].cuda())
         loss = soft_target_cross_entropy(model(mixed.clip), mixed.target)
         optimizer.zero_grad(); loss.backward(); optimizer.step()
 """

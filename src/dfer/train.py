@@ -35,6 +35,7 @@ from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, dump_config,
 from dfer.data.check import write_skipped
 from dfer.data.dataset import build_loader, item_seed
 from dfer.data.splits import Splits, build_splits, make_dataset
+from dfer.data.transforms import to_model_input
 from dfer.distributed import (DistInfo, GlobalBatchShardSampler, autocast_dtype, barrier, init_distributed,
                               mean_across, shutdown, unwrap)
 from dfer.errors import ConfigError
@@ -336,7 +337,7 @@ def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, float]:
     """One optimiser step on a batch: labels (RDFER's corrections, mixing), forward under
     autocast, loss, backward, clipping, update; (the loss, the learning rate)."""
     device, cfg = run.device, run.cfg
-    clip = batch["clip"].to(device, non_blocking=True)
+    clip = to_model_input(batch["clip"], device)
     soft = batch["soft_label"].to(device, non_blocking=True)
     label = batch["label"].to(device, non_blocking=True)
     lr = run.lr(run.step)

@@ -47,7 +47,9 @@ class ClipDataset(Dataset):
         table: the clips.
         sampler: object with ``sample(n_available, rng) -> int64 (T,)`` (or (K, T) for a
             multi-clip sampler), see :mod:`dfer.data.sampling`.
-        transform: callable ``(uint8 (T, H, W, 3), generator) -> float32 (T, C, H, W)``,
+        transform: callable ``(uint8 (T, H, W, 3), generator) -> (T, C, H, W)``: uint8
+            (what dfer's datasets return, made float on the device by
+            :func:`dfer.data.transforms.to_model_input`) or float32,
             e.g. :func:`dfer.data.transforms.build_transforms`. Its ``size_hint``
             attribute, when present, lets the decoder work at reduced resolution.
         seed: base seed of every random draw.
@@ -57,7 +59,7 @@ class ClipDataset(Dataset):
         on_bad_clip: ``"error"`` raises :class:`DataError`; ``"warn"`` logs the clip and
             returns the next readable clip instead (opt-in, never the default).
 
-    Items are dicts: ``clip`` float32 (T, C, H, W) (or (K, T, C, H, W) with a multi-clip
+    Items are dicts: ``clip`` (T, C, H, W), as the transform returns it (or (K, T, C, H, W) with a multi-clip
     sampler), ``soft_label`` float32 (K,) summing to 1, ``label`` int64 (-1 = none),
     ``index`` int64 row of the table.
     """
@@ -142,7 +144,7 @@ class ClipDataset(Dataset):
 
 
 def collate(batch: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Stack items: clip (B, T, C, H, W) float32, soft_label (B, K), label (B,), index (B,).
+    """Stack items: clip (B, T, C, H, W) (uint8 or float32), soft_label (B, K), label (B,), index (B,).
 
     torch's ``default_collate`` does the stacking: inside a worker it stacks straight into
     shared memory, which saves a copy of every batch on its way to the main process.

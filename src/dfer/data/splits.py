@@ -150,8 +150,9 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
                    MultiClipSampler(d.num_frames, num_clips) if num_clips > 1 else
                    SegmentSampler(d.num_frames, mode="test"))
     if transform is None:
+        # uint8 clips: made float and normalised on the device (dfer.data.transforms.to_model_input)
         transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
-                                     pad=d.pad)
+                                     pad=d.pad, uint8=True)
     # clips that fail the disk check are dropped (and listed) before this point; a clip that
     # still fails to decode mid-run stops the run unless the user asked to skip bad clips
     return ClipDataset(table, sampler, transform, seed=cfg.seed,

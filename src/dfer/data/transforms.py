@@ -26,7 +26,8 @@ from torchvision.transforms.v2 import functional as F
 from dfer.errors import ConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "as_clip_tensor", "RandomScaleCrop", "RandomHorizontalFlip",
-           "RandomPadCrop", "Resize", "CenterCrop", "CentreFraction", "Grey", "ToClipTensor", "Normalize", "Compose", "build_transforms"]
+           "RandomPadCrop", "Resize", "CenterCrop", "CentreFraction", "Grey", "ToClipTensor", "Normalize", "Compose", "build_transforms", "AsUint8Clip",
+           "to_model_input"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -283,8 +284,13 @@ class Compose:
 
 def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN_SCALES, flip: bool = True,
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                     crop: str = "scale", pad: int = 4) -> Compose:
+                     crop: str = "scale", pad: int = 4, uint8: bool = False) -> Compose:
     """The MIDAS input pipeline, uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
+
+    With ``uint8`` it stops after the geometry and returns uint8 (T, 3, size, size): dfer's
+    datasets do, so a quarter of the bytes goes through the loader, the pinned copy and the
+    host-to-device transfer, and :func:`to_model_input` makes the batch float and
+    normalises it on the training device (ImageNet statistics; ``mean``/``std`` then unused).
 
     Train: random scale crop (``crop="scale"``: ``scales`` of the short side) or random
     translation (``crop="pad"``: :class:`RandomPadCrop` by ``pad`` pixels, for still faces)
@@ -308,5 +314,41 @@ def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN
     else:
         ops = [Resize(size), CenterCrop(size)]
         hint = int(size)
+    if uint8:
+        return Compose(ops + [AsUint8Clip()], size_hint=hint)
     # ToClipTensor returns a fresh tensor, so normalising it in place mutates nobody's data
     return Compose(ops + [ToClipTensor(), Normalize(mean, std, inplace=True)], size_hint=hint)
+
+
+class AsUint8Clip:
+    """uint8 (T, H, W, 3) numpy or (T, C, H, W) tensor -> a contiguous uint8 tensor
+    (T, C, H, W) of its own (never a view of the decoder's buffer)."""
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        if clip.dtype != torch.uint8:
+            raise TypeError(f"AsUint8Clip expects uint8 frames, got {clip.dtype}")
+        # the geometry's output is usually a fresh tensor already: copy only views (of the
+        # decoder's frames) and non-contiguous layouts
+        return clip.contiguous() if clip._base is None else clip.clone(memory_format=torch.contiguous_format)
+
+    def __repr__(self) -> str:
+        return "AsUint8Clip()"
+
+
+_IMAGENET = Normalize(IMAGENET_MEAN, IMAGENET_STD, inplace=True)
+
+
+def to_model_input(clip: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A batch of clips as the loader gives it -> the model's float32 input on ``device``.
+
+    uint8 clips (dfer's datasets, ``build_transforms(uint8=True)``) travel as uint8 and are
+    converted there: x / 255, then the ImageNet normalisation, the very float32 operations
+    :class:`ToClipTensor` and :class:`Normalize` apply on the CPU, so results do not depend
+    on where it happens. A float clip (a model's own input pipeline, already normalised) is
+    only moved. The copy is ``non_blocking``: from pinned memory it overlaps the step.
+    """
+    clip = clip.to(device, non_blocking=True)
+    if clip.is_floating_point():
+        return clip
+    return _IMAGENET(clip.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0))

@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/midas_overhead.py
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/shift_overhead.py
+	$(BIN)/python benchmarks/still_face_epoch.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -45,7 +45,7 @@ def clip_and_frame_logits(model, clip: torch.Tensor) -> tuple[torch.Tensor, torc
     return model(clip), None
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def clip_probabilities(model, clip: torch.Tensor, amp_dtype: torch.dtype | None = None, *,
                        frames: bool = False, dtype: torch.dtype = torch.float32
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -3,6 +3,8 @@ exit 2, before anything is trained or written over. (Ranges of single fields: te
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import write_random_run
@@ -73,3 +75,15 @@ def test_a_bad_frame_found_by_a_loader_worker_is_the_same_one_line(synthetic_dfe
 def test_a_corpus_option_of_the_wrong_type_is_one_line(synthetic_dfew, tmp_path, capsys):
     assert main(["train", f"out_dir={tmp_path}", *tiny(synthetic_dfew), "data.source.options={frames: 5}"]) == 2
     assert "corpus kind 'dfew': option frames expects str, got 5" in _one_line(capsys.readouterr().err)
+
+
+def test_a_diverging_loss_stops_the_run_with_one_line_naming_the_setting(synthetic_dfew, tmp_path, capsys):
+    """The losses stay on the device between log points; the check there still catches a
+    blow-up, as a setting to change (exit 2), and no epoch is checkpointed after it."""
+    run = tmp_path / "run"
+    rc = main(["train", "--run-dir", str(run), *tiny(synthetic_dfew), "optim.lr=1e12", "optim.warmup_epochs=0",
+               "optim.batch_size=4", "log_every=1"])
+    assert rc == 2
+    line = _one_line(capsys.readouterr().err)
+    assert re.search(r"the training loss became (nan|inf) in epoch 1 \(by step \d+\); lower optim\.lr", line), line
+    assert not (run / "checkpoints" / "last.safetensors").exists()

@@ -76,9 +76,10 @@ class _Progress:
     def task(self, desc: str, total: int):
         return self.bar.add_task(desc, total=total, info="") if self.bar else None
 
-    def update(self, task, info: str = "") -> None:
+    def update(self, task, info: str | None = None) -> None:
+        """One step done; ``info`` replaces the text beside the bar (None keeps it)."""
         if self.bar is not None and task is not None:
-            self.bar.update(task, advance=1, info=info)
+            self.bar.update(task, advance=1, **({} if info is None else {"info": info}))
 
     def done(self, task) -> None:
         if self.bar is not None and task is not None:
@@ -315,27 +316,46 @@ def train_one_epoch(run: _Run, epoch: int, progress: _Progress) -> dict:
     if run.robust is not None:
         run.robust.on_epoch_start(epoch, model, cfg, run.device, dist_info=info)
     task = progress.task(f"epoch {epoch + 1}/{cfg.optim.epochs}", run.steps_per_epoch)
-    t0, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
+    # the losses add up on the device (in float64, as Python floats would): the host reads
+    # them every log_every steps and at the end, so a step never waits for the GPU
+    t0, seen, n_loss = time.perf_counter(), 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
     for batch in run.loader:
-        loss, lr = _train_step(run, batch, epoch)
+        loss, lr = _train_step(run, batch)
         run.step += 1
         seen += batch["clip"].shape[0]
-        loss_sum += loss
+        loss_sum += loss.double()
         n_loss += 1
-        progress.update(task, f"loss {loss_sum / n_loss:.3f}")
-        if run.writer is not None and run.step % cfg.log_every == 0:
-            run.writer.add_scalar("train/loss", loss, run.step)
-            run.writer.add_scalar("train/lr", lr, run.step)
+        if run.step % cfg.log_every == 0:
+            mean = _finite_mean(loss_sum, n_loss, epoch, run.step)
+            progress.update(task, f"loss {mean:.3f}")
+            if run.writer is not None:
+                run.writer.add_scalar("train/loss", loss.item(), run.step)
+                run.writer.add_scalar("train/lr", lr, run.step)
+        else:
+            progress.update(task)
     progress.done(task)
     elapsed = time.perf_counter() - t0
-    return {"epoch": epoch + 1, "train_loss": mean_across(loss_sum / max(1, n_loss), info, run.device),
+    mean = _finite_mean(loss_sum, n_loss, epoch, run.step)
+    return {"epoch": epoch + 1, "train_loss": mean_across(mean, info, run.device),
             "lr": run.lr(run.step - 1), "clips_per_s": seen * info.world_size / max(elapsed, 1e-9),
             "epoch_s": elapsed, "val_uar": "", "val_war": ""}
 
 
-def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, float]:
+def _finite_mean(loss_sum: torch.Tensor, n: int, epoch: int, step: int) -> float:
+    """The epoch's mean loss so far (a host sync); a loss that became inf or NaN is a
+    setting to change, in one line."""
+    total = loss_sum.item()
+    if not math.isfinite(total):
+        raise ConfigError(f"the training loss became {total} in epoch {epoch + 1} (by step {step}); lower "
+                          f"optim.lr (or set optim.grad_clip), or check the inputs")
+    return total / max(1, n)
+
+
+def _train_step(run: _Run, batch: dict) -> tuple[torch.Tensor, float]:
     """One optimiser step on a batch: labels (RDFER's corrections, mixing), forward under
-    autocast, loss, backward, clipping, update; (the loss, the learning rate)."""
+    autocast, loss, backward, clipping, update; (the detached loss, on the device, and the
+    learning rate). Nothing in it waits for the device."""
     device, cfg = run.device, run.cfg
     clip = to_model_input(batch["clip"], device)
     soft = batch["soft_label"].to(device, non_blocking=True)
@@ -358,9 +378,6 @@ def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, float]:
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         logits = run.model(clip)
     loss = soft_target_cross_entropy(logits.float(), target, weight=weight)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} step {run.step}; "
-                                 f"lower optim.lr or check the inputs")
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     if cfg.optim.grad_clip:
@@ -368,7 +385,7 @@ def _train_step(run: _Run, batch: dict, epoch: int) -> tuple[float, float]:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
     run.scaler.step(run.optimizer)
     run.scaler.update()
-    return loss.item(), lr
+    return loss.detach(), lr
 
 
 def _validate_and_checkpoint(run: _Run, epoch: int, row: dict) -> None:

@@ -197,17 +197,22 @@ def test_uint8_pipeline_then_to_model_input_is_bit_identical_to_the_float_pipeli
         as_uint8 = build_transforms(train, size=32, crop=crop, uint8=True)
         ref = torch.stack([as_float(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clips)])
         raw = torch.stack([as_uint8(c, torch.Generator().manual_seed(i)) for i, c in enumerate(clips)])
-        assert raw.dtype == torch.uint8 and raw.is_contiguous() and raw.shape == ref.shape
+        assert raw.dtype == torch.uint8 and raw.shape == ref.shape
         assert torch.equal(to_model_input(raw, "cpu"), ref), (train, crop)
     float_batch = ref.clone()
     assert to_model_input(float_batch, "cpu") is float_batch  # a model's own float input is only moved
 
 
-def test_a_uint8_clip_never_aliases_the_decoded_frames():
+def test_a_uint8_batch_is_one_copy_of_its_clips():
+    from dfer.data.dataset import collate
+
     frames = np.zeros((2, 8, 8, 3), np.uint8)
-    out = AsUint8Clip()(torch.from_numpy(frames).permute(0, 3, 1, 2)[:, :, 2:6, 2:6])  # a view of the decoder's buffer
+    view = AsUint8Clip()(torch.from_numpy(frames).permute(0, 3, 1, 2)[:, :, 2:6, 2:6])  # no copy in the transform
+    assert not view.is_contiguous()
+    item = {"clip": view, "soft_label": torch.ones(2) / 2, "label": torch.tensor(0), "index": torch.tensor(0)}
+    batch = collate([item, item])["clip"]
     frames[:] = 7
-    assert out.is_contiguous() and int(out.max()) == 0
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 2, 3, 4, 4) and int(batch.max()) == 0
     with pytest.raises(TypeError, match="expects uint8"):
         AsUint8Clip()(torch.zeros(2, 3, 4, 4))
 

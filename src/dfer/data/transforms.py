@@ -321,16 +321,17 @@ def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN
 
 
 class AsUint8Clip:
-    """uint8 (T, H, W, 3) numpy or (T, C, H, W) tensor -> a contiguous uint8 tensor
-    (T, C, H, W) of its own (never a view of the decoder's buffer)."""
+    """uint8 (T, H, W, 3) numpy or (T, C, H, W) tensor -> a uint8 tensor (T, C, H, W), as it
+    is: no copy here. The geometry's output may be a strided view (torchvision resizes
+    uint8 through a channels-last buffer); the collate's stack into the batch is the one
+    copy every clip needs anyway and makes the batch contiguous, and nothing writes to the
+    items (:func:`to_model_input` makes a new float tensor)."""
 
     def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
         clip = as_clip_tensor(clip)
         if clip.dtype != torch.uint8:
             raise TypeError(f"AsUint8Clip expects uint8 frames, got {clip.dtype}")
-        # the geometry's output is usually a fresh tensor already: copy only views (of the
-        # decoder's frames) and non-contiguous layouts
-        return clip.contiguous() if clip._base is None else clip.clone(memory_format=torch.contiguous_format)
+        return clip
 
     def __repr__(self) -> str:
         return "AsUint8Clip()"

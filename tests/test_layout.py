@@ -79,8 +79,7 @@ def test_dfer_imports_are_at_the_top_but_for_the_lazy_ones():
 
 def test_no_function_is_longer_than_a_screen_without_a_reason():
     # written down, with their reason, so that a new one is a decision and not a drift
-    allowed = {"_render_clip": "one synthetic clip drawn shape by shape, read top to bottom",
-               "load_dfew": "DFEW's three layouts, each checked with its own message"}
+    allowed = {"_render_clip": "one synthetic clip drawn shape by shape, read top to bottom"}
     long = []
     for name, tree in _modules().items():
         for f in ast.walk(tree):

@@ -48,6 +48,61 @@ def dfew_id(name: str) -> str:
     return f"{int(name):05d}" if name.isdigit() else name
 
 
+def _read_folds(root: Path) -> tuple[dict[str, int], dict[str, int], dict[str, str]]:
+    """(test fold, label, file:line) of every clip in DFEW's five test sets, checked against
+    its five train sets: the test sets partition the clips and train set k is every clip
+    not in test set k, with the same labels."""
+    test_sets = [_read_split(root, TEST_DIR, k) for k in range(1, NUM_FOLDS + 1)]
+    label_of: dict[str, int] = {}
+    fold_of: dict[str, int] = {}
+    where_of: dict[str, str] = {}
+    for k, rows in enumerate(test_sets, start=1):
+        for cid, lab, loc in rows:
+            if cid in fold_of:
+                raise DataError(f"{loc}: clip {cid} is already in test set_{fold_of[cid]} ({where_of[cid]}); "
+                                f"the test sets must partition the clips")
+            fold_of[cid], label_of[cid], where_of[cid] = k, lab, loc
+    for k in range(1, NUM_FOLDS + 1):
+        train = _read_split(root, TRAIN_DIR, k)
+        path = root / TRAIN_DIR / f"set_{k}.csv"
+        seen = set()
+        for cid, lab, loc in train:
+            if cid not in fold_of:
+                raise DataError(f"{loc}: clip {cid} is in train set_{k} but in no test set")
+            if fold_of[cid] == k:
+                raise DataError(f"{loc}: clip {cid} is in train set_{k} and in test set_{k} ({where_of[cid]})")
+            if lab != label_of[cid]:
+                raise DataError(f"{loc}: clip {cid} has label {lab + 1}, but {where_of[cid]} gives {label_of[cid] + 1}")
+            seen.add(cid)
+        expected = {c for c, f in fold_of.items() if f != k}
+        lacking = sorted(expected - seen)
+        if lacking:
+            raise DataError(f"{path}: train set_{k} lacks {len(lacking)} clip(s) of the other test sets, "
+                            f"e.g. {lacking[:5]}; expected train set_{k} = all clips not in test set_{k}")
+    return fold_of, label_of, where_of
+
+
+def _media(frames_dir: Path, ids: list[str], frames: str) -> tuple[list, list, list]:
+    """(source path, kind, frames on disk) of each clip: its frame folder or its video."""
+    if not frames_dir.is_dir():
+        raise DataError(f"{frames_dir}: DFEW frame/video folder not found (frames={frames!r})")
+    entries = _index_media(frames_dir)
+    source, kind, num_frames = [], [], []
+    for cid in ids:
+        e = entries.get(cid)
+        if e is None:
+            raise DataError(f"clip {cid}: no frame folder or video {frames_dir / cid} found")
+        path, is_dir = e
+        if is_dir:
+            n = count_frames(path)
+            if n == 0:
+                raise DataError(f"clip {cid}: frame folder {path} holds no image files")
+            source.append(path), kind.append(ClipKind.FRAMES), num_frames.append(n)
+        else:
+            source.append(path), kind.append(ClipKind.VIDEO), num_frames.append(0)
+    return source, kind, num_frames
+
+
 def load_dfew(
     root: str | os.PathLike,
     *,
@@ -92,69 +147,21 @@ def load_dfew(
         raise ConfigError(f"classes {list(target)} lack the DFEW classes {missing}; DFEW labels cannot be mapped")
     to_target = np.array([target.index(c) for c in BASIC7])
 
-    # ------------------------------------------------------------ splits
-    test_sets = [_read_split(root, TEST_DIR, k) for k in range(1, NUM_FOLDS + 1)]
-    label_of: dict[str, int] = {}
-    fold_of: dict[str, int] = {}
-    where_of: dict[str, str] = {}
-    for k, rows in enumerate(test_sets, start=1):
-        for cid, lab, loc in rows:
-            if cid in fold_of:
-                raise DataError(f"{loc}: clip {cid} is already in test set_{fold_of[cid]} ({where_of[cid]}); "
-                                f"the test sets must partition the clips")
-            fold_of[cid], label_of[cid], where_of[cid] = k, lab, loc
-    for k in range(1, NUM_FOLDS + 1):
-        train = _read_split(root, TRAIN_DIR, k)
-        path = root / TRAIN_DIR / f"set_{k}.csv"
-        seen = set()
-        for cid, lab, loc in train:
-            if cid not in fold_of:
-                raise DataError(f"{loc}: clip {cid} is in train set_{k} but in no test set")
-            if fold_of[cid] == k:
-                raise DataError(f"{loc}: clip {cid} is in train set_{k} and in test set_{k} ({where_of[cid]})")
-            if lab != label_of[cid]:
-                raise DataError(f"{loc}: clip {cid} has label {lab + 1}, but {where_of[cid]} gives {label_of[cid] + 1}")
-            seen.add(cid)
-        expected = {c for c, f in fold_of.items() if f != k}
-        lacking = sorted(expected - seen)
-        if lacking:
-            raise DataError(f"{path}: train set_{k} lacks {len(lacking)} clip(s) of the other test sets, "
-                            f"e.g. {lacking[:5]}; expected train set_{k} = all clips not in test set_{k}")
-
-    # ------------------------------------------------------------ votes
+    fold_of, label_of, where_of = _read_folds(root)
     ann = _read_annotation(root / ANNOTATION, check_annotators)
-    ann_path = root / ANNOTATION
     for cid, lab in label_of.items():
         if cid not in ann:
-            raise DataError(f"{where_of[cid]}: clip {cid} is not in {ann_path}")
+            raise DataError(f"{where_of[cid]}: clip {cid} is not in {root / ANNOTATION}")
         row, _, sheet_label = ann[cid]
         if sheet_label != lab:
-            raise DataError(f"{where_of[cid]}: clip {cid} has label {lab + 1} but {where(ann_path, row)} "
+            raise DataError(f"{where_of[cid]}: clip {cid} has label {lab + 1} but {where(root / ANNOTATION, row)} "
                             f"has label {sheet_label + 1}")
-
     ids = sorted(fold_of, key=_id_key)
     if include_unlabelled:
         ids += sorted((c for c in ann if c not in fold_of), key=_id_key)
-
-    # ------------------------------------------------------------ media
     frames_dir = Path(frames) if (os.sep in frames or "/" in frames or Path(frames).is_absolute()) \
         else root / "Clip" / frames
-    if not frames_dir.is_dir():
-        raise DataError(f"{frames_dir}: DFEW frame/video folder not found (frames={frames!r})")
-    entries = _index_media(frames_dir)
-    source, kind, num_frames = [], [], []
-    for cid in ids:
-        e = entries.get(cid)
-        if e is None:
-            raise DataError(f"clip {cid}: no frame folder or video {frames_dir / cid} found")
-        path, is_dir = e
-        if is_dir:
-            n = count_frames(path)
-            if n == 0:
-                raise DataError(f"clip {cid}: frame folder {path} holds no image files")
-            source.append(path), kind.append(ClipKind.FRAMES), num_frames.append(n)
-        else:
-            source.append(path), kind.append(ClipKind.VIDEO), num_frames.append(0)
+    source, kind, num_frames = _media(frames_dir, ids, frames)
 
     C = len(target)
     votes = np.zeros((len(ids), C), np.float32)

@@ -109,6 +109,15 @@ def test_reproduce_table2_end_to_end_and_compare(synthetic_dfew, tmp_path, capsy
     assert rows[1][5] == f"{100 * (res['hard']['uar'] - res['soft']['uar']):+.2f}"
     assert rows[1][6] == f"{100 * (res['hard']['war'] - res['soft']['war']):+.2f}"
     assert "| Label | UAR | WAR |" in table.read_text()
+    # a rerun replaces its own table; a file of the user's is refused, untouched
+    assert main(["compare", str(dirs["hard"]), str(dirs["soft"]), "--out", str(table)]) == 0, capsys.readouterr().err
+    assert [r[0] for r in csv.reader(open(tmp_path / "cmp.csv"))][1:] == ["Hard", "Soft"]
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    capsys.readouterr()
+    assert main(["compare", str(dirs["hard"]), "--out", str(notes)]) == 2
+    assert "notes.md exists and was not written by dfer compare" in capsys.readouterr().err
+    assert notes.read_text() == "my notes\n" and not (tmp_path / "notes.csv").exists()
     capsys.readouterr()
     assert main(["compare", str(dirs["hard"]), "--baseline", "mixup"]) == 2
     assert "--baseline 'mixup' matches 0 rows" in capsys.readouterr().err

@@ -76,3 +76,19 @@ def test_stats_cli_on_synthetic_dfew(synthetic_dfew, tmp_path, capsys):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     rows = [r for r in s["coexistence"] if r[0] is not None]
     np.testing.assert_allclose([sum(r) for r in rows], 1.0, atol=1e-5)
+
+
+def test_stats_writes_only_into_a_new_folder_or_its_own(synthetic_dfew, tmp_path, capsys):
+    """A folder of the user's (anything but an earlier stats.json) is refused before a file
+    is written; a rerun into its own folder replaces its own figures."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "class_distribution.png").write_bytes(b"the user's own figure")
+    assert main(["data", "stats", str(synthetic_dfew), "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "did not write" in err and len(err.strip().splitlines()) == 1
+    assert (mine / "class_distribution.png").read_bytes() == b"the user's own figure"
+    out = tmp_path / "stats"
+    for _ in range(2):
+        assert main(["data", "stats", str(synthetic_dfew), "--out", str(out)]) == 0
+    assert (out / "stats.json").is_file()

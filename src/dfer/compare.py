@@ -138,12 +138,33 @@ def to_markdown(headers: list[str], cells: list[list[str]], title: str | None = 
     return "\n".join(out) + "\n"
 
 
+_MARK = "<!-- written by dfer compare -->"
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a table dfer compare wrote (its Markdown carries the mark, its CSV
+    the difference columns), so that a rerun may replace it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.suffix == ".csv":
+        header = text.split("\n", 1)[0].split(",")
+        return "ΔUAR" in header and "ΔWAR" in header
+    return _MARK in text
+
+
 def write_table(path: str | os.PathLike, headers: list[str], cells: list[list[str]], markdown: str) -> list[Path]:
     """``path`` as Markdown (or CSV when it ends in .csv) and the other form beside it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     md, cs = (path.with_suffix(".md"), path) if path.suffix == ".csv" else (path, path.with_suffix(".csv"))
-    write_text_atomic(md, markdown)
+    for target in (md, cs):
+        if target.exists() and not _ours(target):
+            raise ConfigError(f"{target} exists and was not written by dfer compare; choose another --out, or "
+                              f"remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(md, markdown.rstrip("\n") + "\n\n" + _MARK + "\n")
     with atomic_path(cs) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(headers)

@@ -33,6 +33,7 @@ from dfer.data.check import check_table, write_skipped
 from dfer.data.corpora.registry import KINDS, load_source
 from dfer.data.table import ClipTable, Split
 from dfer.errors import ConfigError
+from dfer.io import refuse_foreign_folder, write_text_atomic
 from dfer.metrics import clear_mask, coexistence_matrix
 
 CLEAR_THRESHOLD = 0.9
@@ -139,7 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = sub.add_parser("stats", help="class distribution, clear/ambiguous partition, coexistence + two PNGs")
     _source_arguments(s)
-    s.add_argument("--out", default=".", help="folder for the PNGs and stats.json (default: current folder)")
+    s.add_argument("--out", default="dfer_stats",
+                   help="folder for the PNGs and stats.json: a new one, or one dfer data stats wrote "
+                        "(default: %(default)s)")
     s.add_argument("--clear-threshold", type=float, default=CLEAR_THRESHOLD,
                    help="a clip is clear when its max soft label exceeds this (default %(default)s)")
     c = sub.add_parser("check", help="check files and frame counts against the disk")
@@ -176,10 +179,14 @@ def run(args: argparse.Namespace) -> int:
         if report.skipped and args.skipped_out:
             print(f"skipped clips listed in {write_skipped(report, args.skipped_out)}")
         return 0
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a folder")
+    # the figures replace only those of an earlier dfer data stats, never a user's files
+    refuse_foreign_folder(out, ("stats.json",), "dfer data stats")
     stats = compute_stats(table, args.clear_threshold)
     print(format_stats(stats))
-    out = Path(args.out)
     paths = write_figures(stats, out)
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    write_text_atomic(out / "stats.json", json.dumps(stats, indent=1))
     print("\nwrote " + ", ".join(str(p) for p in paths + [out / "stats.json"]))
     return 0

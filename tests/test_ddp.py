@@ -165,29 +165,59 @@ def test_without_batchnorm_two_processes_train_like_one(synthetic_dfew, tmp_path
 
 
 @pytest.mark.slow
-def test_an_interrupted_two_process_run_resumes_to_the_uninterrupted_weights(synthetic_dfew, tmp_path):
-    """Both ranks stop after epoch 1 (as when a job's time runs out); rerunning the same
-    torchrun command resumes from rank 0's checkpoint and ends bit-identical to a 2-process
-    run that was never interrupted (same process count: the same computation), with the
-    default 2 loader workers per rank."""
+def test_a_two_process_run_killed_9_resumes_to_the_uninterrupted_weights(synthetic_dfew, tmp_path):
+    """A real SIGKILL of the whole torchrun job (agent, both ranks, their 2 loader workers
+    each) once epoch 1 is checkpointed, i.e. while epoch 2 runs; the same torchrun command
+    then resumes from rank 0's checkpoint and ends bit-identical to a 2-process run that was
+    never interrupted (same process count: the same computation)."""
+    import signal
+    import time
+
+    ov = tiny_overrides(synthetic_dfew, **{"data.num_workers": 2, "optim.epochs": 3})
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    run(torchrun("-m", "dfer", "train", *ov, "--run-dir", full))
+    proc = subprocess.Popen([str(c) for c in torchrun("-m", "dfer", "train", *ov, "--run-dir", cut)], cwd=ROOT,
+                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    marker = cut / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None, f"torchrun ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "epoch 1 never checkpointed"
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (cut / "results.json").exists()
+    q = run(torchrun("-m", "dfer", "train", *ov, "--run-dir", cut))
+    assert re.search(r"resuming after epoch [12]", q.stdout), q.stdout
+    wa, wb = weights(full), weights(cut)
+    assert wa.keys() == wb.keys() and len(wa) > 50
+    for k in wa:
+        assert np.array_equal(wa[k].numpy(), wb[k].numpy()), k
+    assert [r["epoch"] for r in csv.DictReader(open(cut / "metrics.csv"))] == ["1", "2", "3"]
+    ra = json.loads((full / "results.json").read_text())
+    rb = json.loads((cut / "results.json").read_text())
+    assert (ra["uar"], ra["war"], ra["confusion_matrix"]) == (rb["uar"], rb["war"], rb["confusion_matrix"])
+
+
+@pytest.mark.slow
+def test_a_planned_stop_of_a_two_process_run_resumes_alike(synthetic_dfew, tmp_path):
+    """Both ranks stop after epoch 1 as when a job's time runs out (exit 3, a clean stop
+    rather than a kill): the same command resumes, with the default 2 loader workers, to
+    the uninterrupted run's weights."""
     ov = tiny_overrides(synthetic_dfew, **{"data.num_workers": 2})
     full, cut = tmp_path / "full", tmp_path / "cut"
     run(torchrun("-m", "dfer", "train", *ov, "--run-dir", full))
     p = subprocess.run([str(c) for c in torchrun(__file__, "train", *ov, "--run-dir", cut)], cwd=ROOT,
                        env=dict(env(), DFER_TEST_STOP_AFTER_EPOCH="1"), capture_output=True, text=True, timeout=300)
     assert p.returncode != 0 and re.search(r"exitcode\s*:\s*3", p.stderr), p.stderr[-2000:]  # the planned stop
-    assert not (cut / "results.json").exists()
     assert json.loads((cut / "checkpoints" / "last.json").read_text())["epoch"] == 1
     q = run(torchrun("-m", "dfer", "train", *ov, "--run-dir", cut))
     assert "resuming after epoch 1" in q.stdout
     wa, wb = weights(full), weights(cut)
-    assert wa.keys() == wb.keys() and len(wa) > 50
     for k in wa:
         assert np.array_equal(wa[k].numpy(), wb[k].numpy()), k
-    assert [r["epoch"] for r in csv.DictReader(open(cut / "metrics.csv"))] == ["1", "2"]
-    ra = json.loads((full / "results.json").read_text())
-    rb = json.loads((cut / "results.json").read_text())
-    assert (ra["uar"], ra["war"], ra["confusion_matrix"]) == (rb["uar"], rb["war"], rb["confusion_matrix"])
 
 
 # ---------------------------------------------------------------------- torchrun entry point

@@ -114,6 +114,40 @@ def test_a_second_train_into_a_held_run_exits_2_and_writes_nothing(synthetic_dfe
     assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # no config, no metrics
 
 
+@pytest.mark.slow
+def test_two_real_trainings_into_one_run_the_second_exits_2_and_the_first_ends_intact(synthetic_dfew, tmp_path,
+                                                                                     capsys):
+    """Two real ``dfer train`` processes, not a stand-in: the second one stops at once with
+    one line naming the first, which goes on to finish a run equal to one trained alone."""
+    import json
+    import time
+
+    ov = [*tiny(synthetic_dfew), "optim.epochs=3", "data.num_workers=2"]
+    alone, run = tmp_path / "alone", tmp_path / "run"
+    assert main(["train", "--run-dir", str(alone), *ov]) == 0
+    first = subprocess.Popen([sys.executable, "-m", "dfer", "train", "--run-dir", str(run), *ov], cwd=ROOT,
+                             env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (run / "config.yaml").exists():  # written under the lock
+            assert first.poll() is None, first.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        capsys.readouterr()
+        assert main(["train", "--run-dir", str(run), *ov]) == 2
+        line = _one_line(capsys.readouterr().err)
+        assert f"another dfer train (pid {first.pid}) is writing here" in line
+        assert first.wait(timeout=600) == 0, first.stderr.read().decode()[-2000:]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.stderr.close()
+    a, b = (json.loads((d / "results.json").read_text()) for d in (alone, run))
+    assert (a["uar"], a["war"], a["confusion_matrix"]) == (b["uar"], b["war"], b["confusion_matrix"])
+    assert (run / "metrics.csv").read_text().count("\n") == 4  # header + 3 epochs: nothing of the second
+
+
 def test_train_never_writes_into_a_folder_it_did_not_make(synthetic_dfew, tmp_path, capsys):
     run = tmp_path / "my_notes"
     run.mkdir()

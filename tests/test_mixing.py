@@ -365,3 +365,16 @@ def test_on_cuda_everything_stays_on_the_device_and_matches_cpu():
     torch.testing.assert_close(cuda.clip.cpu(), cpu.clip)
     torch.testing.assert_close(cuda.target.cpu(), cpu.target)
     assert torch.equal(cuda.partner.cpu(), cpu.partner)
+
+
+def test_a_uint8_batch_is_refused_with_the_conversion_to_use():
+    """dfer's loaders give uint8 clips; mixing them as integers would wrap around, so the
+    mixer says which function makes them float."""
+    mixer = BatchMixer(MixConfig(mode="midas", alpha=0.4), num_classes=3, generator=0)
+    clip = torch.zeros(4, 2, 3, 8, 8, dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"dtype torch\.uint8; dfer's loaders give uint8 clips: mix "
+                                         r"to_model_input\(batch\['clip'\], device\)"):
+        mixer(clip, torch.full((4, 3), 1 / 3))
+    from dfer.data.transforms import to_model_input
+
+    assert mixer(to_model_input(clip, "cpu"), torch.full((4, 3), 1 / 3)).clip.dtype == torch.float32

@@ -507,6 +507,8 @@ class BatchMixer:
             raise ValueError(
                 "Expected a batched floating clip of shape (B, T, C, H, W) or images "
                 f"(B, C, H, W), got shape {tuple(clip.shape)} and dtype {clip.dtype}"
+                + ("; dfer's loaders give uint8 clips: mix to_model_input(batch['clip'], device) "
+                   "(dfer.data.transforms)" if not clip.is_floating_point() else "")
             )
         batch, device = clip.shape[0], clip.device
         target = self._target(batch, device, soft_label, label)

@@ -122,7 +122,7 @@ def test_two_real_trainings_into_one_run_the_second_exits_2_and_the_first_ends_i
     import json
     import time
 
-    ov = [*tiny(synthetic_dfew), "optim.epochs=3", "data.num_workers=2"]
+    ov = [*tiny(synthetic_dfew), "optim.epochs=6", "data.num_workers=2"]  # long enough to overlap
     alone, run = tmp_path / "alone", tmp_path / "run"
     assert main(["train", "--run-dir", str(alone), *ov]) == 0
     first = subprocess.Popen([sys.executable, "-m", "dfer", "train", "--run-dir", str(run), *ov], cwd=ROOT,
@@ -145,7 +145,7 @@ def test_two_real_trainings_into_one_run_the_second_exits_2_and_the_first_ends_i
         first.stderr.close()
     a, b = (json.loads((d / "results.json").read_text()) for d in (alone, run))
     assert (a["uar"], a["war"], a["confusion_matrix"]) == (b["uar"], b["war"], b["confusion_matrix"])
-    assert (run / "metrics.csv").read_text().count("\n") == 4  # header + 3 epochs: nothing of the second
+    assert (run / "metrics.csv").read_text().count("\n") == 7  # header + 6 epochs: nothing of the second
 
 
 def test_train_never_writes_into_a_folder_it_did_not_make(synthetic_dfew, tmp_path, capsys):

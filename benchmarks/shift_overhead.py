@@ -12,7 +12,8 @@ load touches every arm alike; the figure is the ratio of median step times::
         [--rounds 12] [--warmup 2] [--threads N] [--channels-last]
 
 Prints one JSON object: per size, each arm's median seconds per step and
-``tsm_over_resnet`` (the target is <= 1.05) and ``cat_over_resnet``. Measure on an idle
+``tsm_over_resnet`` (the target is <= 1.05) and ``cat_over_resnet``, and the shift alone
+(forward + backward on the first stage's activation) in milliseconds for both shifts. Measure on an idle
 machine: memory-bound work (the shift is all memory traffic) slows far more under load
 than the convolutions.
 """
@@ -68,6 +69,21 @@ def step(model: nn.Module, opt: torch.optim.Optimizer, clip: torch.Tensor, label
     opt.step()
 
 
+def shift_op_ms(shape: tuple[int, ...], repeats: int = 15) -> dict:
+    """Median milliseconds of the shift alone, forward + backward, on an activation of
+    ``shape`` (B, T, C, H, W), for dfer's shift and the cat shift, interleaved."""
+    x = torch.randn(*shape, requires_grad=True)
+    grad = torch.randn(*shape)
+    times: dict[str, list[float]] = {"tsm": [], "tsm_cat": []}
+    for _ in range(repeats):
+        for name, fn in (("tsm", tsm.temporal_shift), ("tsm_cat", cat_shift)):
+            start = time.perf_counter()
+            fn(x, 8).backward(grad)
+            times[name].append(1000 * (time.perf_counter() - start))
+            x.grad = None
+    return {name: round(statistics.median(t), 3) for name, t in times.items()}
+
+
 def measure(size: int, a: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
@@ -90,8 +106,10 @@ def measure(size: int, a: argparse.Namespace) -> dict:
             if r >= a.warmup:
                 times[name].append(elapsed)
     median = {name: statistics.median(t) for name, t in times.items()}
+    # the first stage's activation, where the shift moves the most bytes
+    op = shift_op_ms((a.batch, a.frames, 64, size // 4, size // 4))
     return {"size": size, "median_s": median, "tsm_over_resnet": median["tsm"] / median["resnet18"],
-            "cat_over_resnet": median["tsm_cat"] / median["resnet18"]}
+            "cat_over_resnet": median["tsm_cat"] / median["resnet18"], "shift_op_ms_layer1": op}
 
 
 def main() -> None:

@@ -184,7 +184,7 @@ def test_a_two_process_run_killed_9_resumes_to_the_uninterrupted_weights(synthet
         assert proc.poll() is None, f"torchrun ended before the kill: {proc.stderr.read().decode()[-2000:]}"
         assert time.monotonic() < deadline, "epoch 1 never checkpointed"
         time.sleep(0.05)
-    time.sleep(0.3)  # into epoch 2
+    time.sleep(0.1)  # into epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()

@@ -68,15 +68,15 @@ def test_the_lock_is_reentrant_in_its_process_and_freed_by_a_kill(tmp_path):
         pass
 
 
-FORK_AND_HOLD = """
+FORK_AND_HOLD = r"""
 import os, sys, time
 from dfer.io import exclusive_folder
 with exclusive_folder(sys.argv[1], "dfer train"):
     if os.fork() == 0:  # a DataLoader worker forked while the run holds its folder
-        print("child", flush=True)  # running: the fork hooks have run
+        os.write(1, b"child\n")  # running: the fork hooks have run (one write: lines never interleave)
         time.sleep(120)
         os._exit(0)
-    print("held", flush=True)
+    os.write(1, b"held\n")
     time.sleep(120)
 """
 

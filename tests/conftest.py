@@ -92,3 +92,26 @@ def write_random_ferplus(root: Path, sizes=(136, 24), seed=0) -> Path:
         with open(root / folder / "label.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
     return root
+
+
+def kill_9_into_epoch_2(cmd: list, run_dir: Path, *, env: dict, cwd: Path, after: float) -> None:
+    """Start ``cmd`` (a dfer train, or a torchrun of one, into ``run_dir``) in a session of its
+    own, wait until epoch 1 is checkpointed, then ``after`` seconds later SIGKILL the whole
+    process group (trainer, ranks, loader workers) and reap it."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    marker = run_dir / "checkpoints" / "last.json"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert proc.poll() is None, f"the run ended before the kill: {proc.stderr.read().decode()[-2000:]}"
+        assert time.monotonic() < deadline, "epoch 1 never checkpointed"
+        time.sleep(0.05)
+    time.sleep(after)  # into epoch 2
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()

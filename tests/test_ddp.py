@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import kill_9_into_epoch_2
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = ROOT / ".venv" / "bin" / "python"
 TORCHRUN = ROOT / ".venv" / "bin" / "torchrun"
@@ -170,24 +172,10 @@ def test_a_two_process_run_killed_9_resumes_to_the_uninterrupted_weights(synthet
     each) once epoch 1 is checkpointed, i.e. while epoch 2 runs; the same torchrun command
     then resumes from rank 0's checkpoint and ends bit-identical to a 2-process run that was
     never interrupted (same process count: the same computation)."""
-    import signal
-    import time
-
     ov = tiny_overrides(synthetic_dfew, **{"data.num_workers": 2, "optim.epochs": 3})
     full, cut = tmp_path / "full", tmp_path / "cut"
     run(torchrun("-m", "dfer", "train", *ov, "--run-dir", full))
-    proc = subprocess.Popen([str(c) for c in torchrun("-m", "dfer", "train", *ov, "--run-dir", cut)], cwd=ROOT,
-                            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    marker = cut / "checkpoints" / "last.json"
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        assert proc.poll() is None, f"torchrun ended before the kill: {proc.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "epoch 1 never checkpointed"
-        time.sleep(0.05)
-    time.sleep(0.1)  # into epoch 2
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_9_into_epoch_2(torchrun("-m", "dfer", "train", *ov, "--run-dir", cut), cut, env=env(), cwd=ROOT, after=0.1)
     assert not (cut / "results.json").exists()
     q = run(torchrun("-m", "dfer", "train", *ov, "--run-dir", cut))
     assert re.search(r"resuming after epoch [12]", q.stdout), q.stdout

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 import dfer.train as train_mod
+from conftest import kill_9_into_epoch_2
 from dfer.cli import main
 from dfer.config import from_dict, RunConfig
 from dfer.data.splits import ambiguity_subset, stratified_holdout
@@ -121,10 +122,7 @@ def test_kill_9_at_the_default_workers_then_the_same_command_equals_the_uninterr
     """A real SIGKILL of the whole process group (the loader's 2 workers too) once epoch 1
     is checkpointed, i.e. while epoch 2 runs; the same command then finishes the run."""
     import os
-    import signal
-    import subprocess
     import sys
-    import time
 
     from dfer.config import DataConfig
 
@@ -135,19 +133,8 @@ def test_kill_9_at_the_default_workers_then_the_same_command_equals_the_uninterr
     full, cut = tmp_path / "full", tmp_path / "cut"
     root = Path(__file__).resolve().parents[1]
     assert main(["train", "--run-dir", str(full), *ov]) == 0
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "dfer", "train", "--run-dir", str(cut), *ov], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    marker = cut / "checkpoints" / "last.json"
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        assert proc.poll() is None, f"dfer train ended before the kill: {proc.stderr.read().decode()[-2000:]}"
-        assert time.monotonic() < deadline, "epoch 1 never checkpointed"
-        time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    proc.stderr.close()
+    kill_9_into_epoch_2([sys.executable, "-m", "dfer", "train", "--run-dir", cut, *ov], cut,
+                        env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=root, after=0.5)
     assert not (cut / "results.json").exists()
     assert main(["train", "--run-dir", str(cut), *ov]) == 0
     a, b = model_tensors(full), model_tensors(cut)

@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step.py
 	$(BIN)/python benchmarks/shift_overhead.py
 	$(BIN)/python benchmarks/still_face_epoch.py
+	$(BIN)/python benchmarks/predict_speed.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

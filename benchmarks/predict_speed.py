@@ -1,19 +1,25 @@
-"""Speed of ``dfer predict``: decode, detect, align and classify a video (issue 4's target).
+"""Speed of ``dfer predict``: decode, detect, align and classify a video.
 
 Target: a 640x360 video at >= 2x its real-time frame rate on 2 CPU cores with a TSM-R18.
-This script runs the real code path (:func:`dfer.predict.predict_file`, the function
-behind ``dfer predict``) on ``single_face.mp4`` (640x360, 30 fps, 72 frames) with a
-randomly initialised TSM-R18 (weights do not change the speed) at each ``--sizes`` input
-side and ``--num-frames`` frames per window, and prints JSON: per size the wall time, the
-real-time factor (video duration / processing time) and the milliseconds per video frame
-spent in decode, detect, align (warp to 256x256), transform (resize, centre crop,
-normalise) and classify (forward passes), plus "other" (track building, container opening).
+This script runs the real code path of ``dfer predict --checkpoint`` (:func:`dfer.predict.load_model`,
+then :func:`dfer.predict.predict_file`) on ``single_face.mp4`` (640x360, 30 fps, 72 frames)
+with a randomly initialised TSM-R18 checkpoint (weights do not change the speed) at each
+``--sizes`` input side and ``--num-frames`` frames per window, and prints JSON: per size the
+wall time, the real-time factor (video duration / processing time) and the milliseconds
+per video frame spent in decode, detect, align (warp to 256x256), transform (resize,
+centre crop, normalise) and classify (forward passes), plus "other" (track building,
+container opening).
+
+``--against TREE`` measures another checkout of dfer (e.g. ``git worktree add /tmp/old
+<commit>``) in the same run: the two trees alternate, one process each, for ``--rounds``
+rounds, and the JSON gives each tree's best real-time factor and their ratio per size
+("speedup": this tree over TREE). Only the public API both trees share is used.
 
 Usage::
 
-    .venv/bin/python benchmarks/predict_speed.py [--video PATH] [--cores 2] [--repeats 5] \
-        [--sizes 112 224] [--num-frames 8] [--window-seconds 2] [--stride FRAMES] \
-        [--detect-every 3] [--max-side 320]
+    .venv/bin/python benchmarks/predict_speed.py [--video PATH] [--cores 2] [--repeats 5] \\
+        [--sizes 112 224] [--num-frames 8] [--window-seconds 2] [--stride FRAMES] \\
+        [--detect-every 3] [--max-side 320] [--against TREE --rounds 3]
 
 The process is pinned to ``--cores`` CPUs when the OS allows it, and torch, onnxruntime
 and OpenCV get that many threads (the decoder one). One warm-up run, then the best of
@@ -28,16 +34,17 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", default=str(ROOT.parent / "shared" / "fixtures" / "videos" / "single_face.mp4"))
+    parser.add_argument("--video", default=str(ROOT / "tests" / "data" / "videos" / "single_face.mp4"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
@@ -47,8 +54,15 @@ def main() -> None:
     parser.add_argument("--detect-every", type=int, default=3)
     parser.add_argument("--max-side", type=int, default=320)
     parser.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
+    parser.add_argument("--against", type=Path, default=None, help="another dfer checkout to time in the same run")
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: alternations of the two trees")
+    parser.add_argument("--src", type=Path, default=ROOT / "src", help=argparse.SUPPRESS)  # the tree a worker times
+    return parser.parse_args(argv)
 
+
+def measure(args: argparse.Namespace) -> dict:
+    """Time ``dfer predict`` of the dfer under ``args.src`` in this process."""
+    sys.path.insert(0, str(args.src))
     pinned = None
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[: args.cores]
@@ -57,9 +71,11 @@ def main() -> None:
     import cv2
     import torch
 
+    import dfer
+    from dfer.checkpoint import save_checkpoint
     from dfer.emotions import BASIC7
     from dfer.models import create_model
-    from dfer.predict import ModelBundle, PredictConfig, predict_file
+    from dfer.predict import PredictConfig, load_model, predict_file
     from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
 
     torch.set_num_threads(args.cores)
@@ -67,44 +83,84 @@ def main() -> None:
     cfg = PredictConfig(window_seconds=args.window_seconds, stride=args.stride, batch_size=args.batch_size,
                         detect_every=args.detect_every, max_side=args.max_side, threads=args.cores)
     detector = RetinaFaceDetector(DetectorConfig(max_side=args.max_side, num_threads=args.cores))
-
-    results = []
-    first = None
-    for size in args.sizes:
+    results, first = [], None
+    with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
-        model = create_model("tsm_resnet18", num_classes=len(BASIC7)).eval()
-        bundle = ModelBundle(model, tuple(BASIC7), size, args.num_frames, torch.device("cpu"))
-        predict_file(args.video, bundle, cfg, detector)  # warm-up: allocator, onnxruntime and oneDNN caches
-        reports = [predict_file(args.video, bundle, cfg, detector) for _ in range(args.repeats)]
-        times = [r["summary"]["processing_s"] for r in reports]
-        best = reports[times.index(min(times))]
-        first = first or best
-        n, s = best["frames"], best["summary"]
-        ms = {k: round(v, 2) for k, v in s["ms_per_frame"].items()}
-        ms["other"] = round(1000 * s["processing_s"] / n - sum(s["ms_per_frame"].values()), 2)
-        results.append({
-            "size": size, "num_frames": args.num_frames, "windows": s["windows"],
-            "window_frames": best["window_frames"], "stride_frames": best["stride_frames"],
-            "frames_classified": s["windows"] * args.num_frames,
-            "seconds": round(min(times), 4), "seconds_median": round(statistics.median(times), 4),
-            "ms_per_frame": round(1000 * min(times) / n, 2),
-            "realtime_factor": round(best["duration_s"] / min(times), 2),
-            "realtime_factor_median": round(best["duration_s"] / statistics.median(times), 2),
-            "breakdown_ms_per_frame": ms,
-            "classify_ms_per_window": round(s["ms_per_frame"]["classify"] * n / s["windows"], 1),
-        })
-
-    print(json.dumps({
+        net = create_model("tsm_resnet18", num_classes=len(BASIC7))
+        weights = Path(tmp) / "random.safetensors"
+        save_checkpoint(weights, net, torch.optim.SGD(net.parameters(), lr=0.1), None, None, {})
+        for size in args.sizes:
+            bundle = load_model(checkpoint=str(weights), model_name="tsm_resnet18", classes="basic7", size=size,
+                                num_frames=args.num_frames, device="cpu")
+            predict_file(args.video, bundle, cfg, detector)  # warm-up: allocator, onnxruntime and oneDNN caches
+            reports = [predict_file(args.video, bundle, cfg, detector) for _ in range(args.repeats)]
+            times = [r["summary"]["processing_s"] for r in reports]
+            best = reports[times.index(min(times))]
+            first = first or best
+            n, s = best["frames"], best["summary"]
+            ms = {k: round(v, 2) for k, v in s["ms_per_frame"].items()}
+            ms["other"] = round(1000 * s["processing_s"] / n - sum(s["ms_per_frame"].values()), 2)
+            results.append({
+                "size": size, "num_frames": args.num_frames, "windows": s["windows"],
+                "window_frames": best["window_frames"], "stride_frames": best["stride_frames"],
+                "frames_classified": s["windows"] * args.num_frames,
+                "seconds": round(min(times), 4), "seconds_median": round(statistics.median(times), 4),
+                "ms_per_frame": round(1000 * min(times) / n, 2),
+                "realtime_factor": round(best["duration_s"] / min(times), 2),
+                "realtime_factor_median": round(best["duration_s"] / statistics.median(times), 2),
+                "breakdown_ms_per_frame": ms,
+                "classify_ms_per_window": round(s["ms_per_frame"]["classify"] * n / s["windows"], 1),
+            })
+    return {
         "video": Path(args.video).name, "width": first["width"], "height": first["height"], "fps": first["fps"],
         "frames": first["frames"], "duration_s": round(first["duration_s"], 3), "cores": args.cores,
-        "pinned_cpus": pinned, "model": "tsm_resnet18 (random init), 7 classes",
+        "pinned_cpus": pinned, "model": "tsm_resnet18 (random init), 7 classes", "dfer": str(Path(dfer.__file__).parent),
         "settings": {"window_seconds": args.window_seconds, "stride": args.stride or "window length",
                      "detect_every": args.detect_every, "max_side": args.max_side, "batch_size": args.batch_size,
                      "align_size": 256},
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "results": results,
-    }, indent=1))
+    }
+
+
+def _worker(argv: list[str], src: Path) -> dict:
+    """One measurement of the tree ``src`` in a fresh process (two dfers cannot share one)."""
+    out = subprocess.run([sys.executable, __file__, *argv, "--src", str(src)], check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    return json.loads(out.stdout)
+
+
+def compare(args: argparse.Namespace, argv: list[str]) -> dict:
+    """This tree against ``args.against``, alternating, one process per measurement."""
+    other = args.against.resolve() / "src"
+    if not (other / "dfer" / "predict.py").is_file():
+        raise SystemExit(f"{args.against}: not a dfer checkout (no src/dfer/predict.py)")
+    keep = [a for i, a in enumerate(argv) if a != "--against" and (i == 0 or argv[i - 1] != "--against")]
+    runs: dict[str, list[dict]] = {"this": [], "against": []}
+    for _ in range(args.rounds):
+        runs["this"].append(_worker(keep, ROOT / "src"))
+        runs["against"].append(_worker(keep, other))
+    best = {tree: {r["size"]: max((m for run in rs for m in run["results"] if m["size"] == r["size"]),
+                                  key=lambda m: m["realtime_factor"]) for r in rs[0]["results"]}
+            for tree, rs in runs.items()}
+    return {
+        "benchmark": "predict_speed", "this": str(ROOT), "against": str(args.against.resolve()),
+        "rounds": args.rounds, "repeats_per_round": args.repeats, "video": runs["this"][0]["video"],
+        "cores": args.cores, "load_avg_1m": round(os.getloadavg()[0], 2),
+        "results": [{"size": size, "realtime_factor": this["realtime_factor"],
+                     "realtime_factor_against": best["against"][size]["realtime_factor"],
+                     "speedup": round(this["realtime_factor"] / best["against"][size]["realtime_factor"], 3),
+                     "breakdown_ms_per_frame": this["breakdown_ms_per_frame"],
+                     "breakdown_ms_per_frame_against": best["against"][size]["breakdown_ms_per_frame"]}
+                    for size, this in best["this"].items()],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    print(json.dumps(compare(args, argv) if args.against else measure(args), indent=1))
 
 
 if __name__ == "__main__":

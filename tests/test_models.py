@@ -238,6 +238,23 @@ def test_models_read_t_from_input_and_keep_clips_apart(name):
         assert torch.allclose(batched, one_by_one, atol=1e-5), f"clips leak into each other at T={t}"
 
 
+@pytest.mark.parametrize("name", ["tsm_resnet18", "resnet18_gru", "r3d_18", "rdfer_resnet18"])
+@torch.no_grad()
+def test_channels_last_inference_layout_keeps_the_outputs(name):
+    from dfer.inference import channels_last
+
+    model = build(name).eval()
+    x = clip(2, 4, seed=3, size=SIZE.get(name, H))
+    before = model(x)
+    assert channels_last(model) is model
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    assert convs
+    for conv in convs:  # 2-D convolutions change layout, 3-D ones are left alone
+        wanted = torch.channels_last if isinstance(conv, nn.Conv2d) else torch.contiguous_format
+        assert conv.weight.is_contiguous(memory_format=wanted)
+    assert torch.allclose(model(x), before, atol=1e-5, rtol=1e-4)
+
+
 # ----------------------------------------------------------------------- GRU / R3D
 
 

@@ -228,6 +228,51 @@ def test_single_face_aligns_eyes_onto_the_template(single_face, detector):
     assert errors.max() < 8.0, errors.max()
 
 
+def test_wanted_frames_alone_are_aligned_and_equal_the_full_alignment(single_face, detector, monkeypatch):
+    import dfer.preprocess.track as track_module
+
+    frames = list(iter_frames(single_face))
+    full, _ = faces_from_frames(frames, detector, TrackConfig())
+    full = list(full)
+    warped = []
+    real_align = track_module.align_face
+    monkeypatch.setattr(track_module, "align_face", lambda image, *a, **k: warped.append(1) or real_align(image, *a, **k))
+    asked = []
+
+    def wanted(n):
+        asked.append(n)
+        return np.arange(n) % 9 == 4
+
+    some, track = faces_from_frames(frames, detector, TrackConfig(), wanted=wanted)
+    some = list(some)
+    assert asked == [track.num_frames] == [72] and len(some) == 72
+    assert len(warped) == 8  # frames 4, 13, ..., 67: nothing else is warped
+    for t, crop in enumerate(some):
+        if t % 9 == 4:
+            np.testing.assert_array_equal(crop, full[t])
+        else:
+            assert crop is None
+
+
+def test_lazy_frames_convert_only_what_is_detected_or_aligned_and_give_the_same_crops(single_face, detector):
+    from dfer.preprocess.video import DecodedFrame, as_rgb
+
+    eager = list(iter_frames(single_face))
+    lazy = list(iter_frames(single_face, lazy=True))  # the container is closed: frames outlive it
+    assert len(lazy) == len(eager) == 72 and all(isinstance(f, DecodedFrame) for f in lazy)
+    assert lazy[0].nbytes == eager[0].nbytes and (lazy[0].height, lazy[0].width) == eager[0].shape[:2]
+    wanted = lambda n: np.arange(n) % 10 == 5  # noqa: E731
+    crops_e, track_e = faces_from_frames(eager, detector, TrackConfig(detect_every=3), wanted=wanted)
+    crops_l, track_l = faces_from_frames(lazy, detector, TrackConfig(detect_every=3), wanted=wanted)
+    np.testing.assert_array_equal(track_l.landmarks, track_e.landmarks)
+    for a, b in zip(crops_l, crops_e):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    converted = [t for t, f in enumerate(lazy) if f._array is not None]
+    detected = set(range(0, 72, 3)) | {71}
+    assert set(converted) == detected | set(range(5, 72, 10))  # nothing else was converted
+    np.testing.assert_array_equal(as_rgb(lazy[1]), eager[1])  # a late conversion gives the same pixels
+
+
 def test_detect_every_interpolates_between_detections(single_face, detector):
     _, every = faces_from_frames(lambda: iter_frames(single_face), detector, TrackConfig(detect_every=1))
     _, sparse = faces_from_frames(list(iter_frames(single_face)), detector, TrackConfig(detect_every=4))

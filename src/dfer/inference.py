@@ -19,7 +19,22 @@ from dfer.data.transforms import to_model_input
 from dfer.distributed import DistInfo, unwrap
 from dfer.models import TSMResNet18
 
-__all__ = ["Predictions", "shard_rows", "predict_loader", "clip_probabilities", "clip_and_frame_logits"]
+__all__ = ["Predictions", "shard_rows", "predict_loader", "clip_probabilities", "clip_and_frame_logits",
+           "channels_last"]
+
+
+def channels_last(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (in place) with every 2-D convolution's weight in channels-last layout.
+
+    oneDNN on the CPU and cuDNN under autocast run channels-last convolutions faster, and a
+    convolution's output takes its weight's layout, so the activations of a 2-D network
+    follow from the first layer on; 3-D convolutions are left as they are. The outputs
+    equal the contiguous model's up to float rounding (another summation order).
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
 
 
 def shard_rows(num_rows: int, dist_info: DistInfo | None) -> np.ndarray:

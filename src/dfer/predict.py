@@ -32,6 +32,12 @@ This command applies a trained model the same way to every stretch of a user's v
    remaining window needs are dropped, so memory stays bounded by one window's frames
    (plus the raw-frame cache of ``faces_from_frames``).
 
+Only what a window uses is computed: a decoded frame is converted to RGB only when the
+detector looks at it or a window samples it (:class:`dfer.preprocess.video.DecodedFrame`;
+the conversion costs more than the decoding), only sampled frames are warped to the
+template, and the model runs in channels-last layout (:func:`dfer.inference.channels_last`).
+None of this changes a number of the report.
+
 Frames where the track is not really there (``FrameSource.FILLED``: before the face
 appears, after it leaves) are "no face" frames: a window's ``face_found`` is the fraction
 of its frames (all frames of its span, not only the sampled ones) with a face, and a
@@ -73,10 +79,10 @@ from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from dfer.data.transforms import CentreFraction, Compose, Grey, IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, DfeError, first_line
-from dfer.inference import clip_probabilities
+from dfer.inference import channels_last, clip_probabilities
 from dfer.io import write_text_atomic
 from dfer.models import create_model_for_weights
-from dfer.preprocess.video import iter_frames, probe_video
+from dfer.preprocess.video import as_rgb, iter_frames, probe_video
 from dfer.pretrained import NAME, weights_path
 from dfer.pretrained.model import build_model
 
@@ -286,6 +292,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
     if bundle.num_frames < 1:
         raise ConfigError(f"--num-frames must be >= 1, got {bundle.num_frames}")
     bundle.source.update(size=bundle.size, num_frames=bundle.num_frames)
+    channels_last(bundle.model)  # faster convolutions; the same outputs up to float rounding
     return bundle
 
 
@@ -429,7 +436,19 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
         "classes": list(bundle.classes), "model": dict(bundle.source),
         "settings": {**asdict(cfg), "align_size": ALIGN_SIZE},
     }
-    faces = _faces(path, kind, media, cfg, detector, timer)
+    # windows over the whole clip; a still image is one frame repeated num_frames times
+    if kind == "video":
+        L = window_length(cfg.window_seconds, media.fps)
+        stride = cfg.stride or L
+    else:
+        L, stride = 1, 1
+
+    def sampled(num: int) -> np.ndarray:  # the frames some window feeds the model: the only ones aligned
+        mask = np.zeros(num, bool)
+        mask[plan_windows(num, L, stride, bundle.num_frames).indices.ravel()] = True
+        return mask
+
+    faces = _faces(path, kind, media, cfg, detector, timer, sampled)
     if faces is None:
         n = media.decoded[0]
         report.update(status="no_face", frames=n, windows=[],
@@ -439,14 +458,7 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
         report["summary"] = {"processing_s": time.perf_counter() - t_start}
         return report
     num, found, track_stats, crops = faces
-
-    # windows over the whole clip; a still image is one frame repeated num_frames times
     fps = media.fps
-    if kind == "video":
-        L = window_length(cfg.window_seconds, fps)
-        stride = cfg.stride or L
-    else:
-        L, stride = 1, 1
     plan = plan_windows(num, L, stride, bundle.num_frames)
     probs = _classify_windows(crops, plan, bundle, transform, cfg.batch_size, timer)
     seconds = time.perf_counter() - t_start
@@ -492,7 +504,7 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
 
         def frames() -> Iterator[np.ndarray]:
             decoded[0] = 0
-            return timer.frames(iter_frames(path, threads=1), decoded)
+            return timer.frames(iter_frames(path, threads=1, lazy=True), decoded)
 
         return _Media(info.width, info.height, info.fps, frames, decoded)
     t0 = time.perf_counter()
@@ -502,9 +514,11 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
     return _Media(image.shape[1], image.shape[0], None, lambda: iter([image]), decoded)
 
 
-def _faces(path: Path, kind: str, media: _Media, cfg: PredictConfig, detector, timer: _Timer):
+def _faces(path: Path, kind: str, media: _Media, cfg: PredictConfig, detector, timer: _Timer,
+           wanted: Callable[[int], np.ndarray]):
     """(frames, found mask, tracking stats, aligned face crops) of the media, or None when
-    no face is found. With ``cfg.aligned`` the frames are the faces already."""
+    no face is found; only the frames ``wanted(frames)`` marks are aligned (the others are
+    None). With ``cfg.aligned`` the frames are the faces already."""
     if cfg.aligned:
         num = probe_num_frames(path) if kind == "video" else 1
         stats = {"detected_frames": 0, "found_frames": num, "detection_rate": None, "filled_frames": 0}
@@ -519,7 +533,7 @@ def _faces(path: Path, kind: str, media: _Media, cfg: PredictConfig, detector, t
     tcfg = TrackConfig(detect_every=cfg.detect_every if kind == "video" else 1, smooth_window=cfg.smooth_window,
                        size=ALIGN_SIZE)
     source = media.frames if kind == "video" else list(media.frames())
-    crops, track = faces_from_frames(source, _TimedDetector(detector, timer), tcfg)
+    crops, track = faces_from_frames(source, _TimedDetector(detector, timer), tcfg, wanted=wanted)
     if track is None:
         return None
     return track.num_frames, track.found, track.stats(), crops
@@ -633,7 +647,7 @@ def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: Mod
         t += 1
         if t < len(needed) and needed[t]:
             t0 = time.perf_counter()
-            cache[t] = transform(crop[None])[0]
+            cache[t] = transform(as_rgb(crop)[None])[0]
             timer.seconds["transform"] += time.perf_counter() - t0
         while next_window < len(plan) and last_needed[next_window] <= t:
             pending.append(next_window)

@@ -31,6 +31,7 @@ import numpy as np
 
 from dfer.preprocess.align import align_face
 from dfer.preprocess.detect import Detections, FaceDetector
+from dfer.preprocess.video import as_rgb
 
 __all__ = [
     "FrameSource", "TrackConfig", "FaceTrack", "box_iou", "link_tracks", "select_track",
@@ -288,7 +289,9 @@ def detect_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_e
     """Run ``detector`` on every ``detect_every``-th frame of a stream (and on its last frame).
 
     Args:
-        frames: iterable of RGB uint8 (H, W, 3) frames, consumed once.
+        frames: iterable of RGB uint8 (H, W, 3) frames (or
+            :class:`dfer.preprocess.video.DecodedFrame`, converted only when detected),
+            consumed once.
         detector: a :class:`FaceDetector`.
         detect_every: detection stride k.
         keep: optional callback given every frame in order (e.g. to cache them).
@@ -306,13 +309,13 @@ def detect_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_e
             keep(frame)
         if t % k == 0:
             index.append(t)
-            dets.append(detector.detect(frame))
+            dets.append(detector.detect(as_rgb(frame)))
             last = None
         else:
             last = (t, frame)
     if last is not None:  # the last frame anchors interpolation at the clip's end
         index.append(last[0])
-        dets.append(detector.detect(last[1]))
+        dets.append(detector.detect(as_rgb(last[1])))
     return np.asarray(index, np.int64), dets, t + 1
 
 
@@ -328,19 +331,25 @@ def track_faces(frames: Iterable[np.ndarray], detector: FaceDetector, config: Tr
     return build_track(index, dets, n, cfg), n
 
 
-def align_frames(frames: Iterable[np.ndarray], track: FaceTrack, config: TrackConfig | None = None
-                 ) -> Iterator[np.ndarray]:
-    """Yield the aligned (size, size, 3) uint8 crop of every frame of the track."""
+def align_frames(frames: Iterable[np.ndarray], track: FaceTrack, config: TrackConfig | None = None,
+                 wanted: np.ndarray | None = None) -> Iterator[np.ndarray | None]:
+    """Yield the aligned (size, size, 3) uint8 crop of every frame of the track; with
+    ``wanted`` (a bool mask over the track's frames) None for the frames it leaves out,
+    which are not warped at all."""
     cfg = config or TrackConfig()
     for t, frame in enumerate(frames):
         if t >= track.num_frames:
             break
-        yield align_face(frame, track.landmarks[t], cfg.size, cfg.face_fraction)
+        if wanted is not None and not (t < len(wanted) and wanted[t]):
+            yield None
+            continue
+        yield align_face(as_rgb(frame), track.landmarks[t], cfg.size, cfg.face_fraction)
 
 
 def faces_from_frames(frames: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]], detector: FaceDetector,
-                      config: TrackConfig | None = None, cache_bytes: int = 1 << 29
-                      ) -> tuple[Iterator[np.ndarray], FaceTrack | None]:
+                      config: TrackConfig | None = None, cache_bytes: int = 1 << 29,
+                      wanted: Callable[[int], np.ndarray] | None = None
+                      ) -> tuple[Iterator[np.ndarray | None], FaceTrack | None]:
     """Aligned crops of the clip's main face, for preprocessing and for ``dfer predict``.
 
     Selecting the main track and smoothing need the whole clip before the first crop can
@@ -350,10 +359,14 @@ def faces_from_frames(frames: Iterable[np.ndarray] | Callable[[], Iterable[np.nd
     videos never sit in memory. A plain iterable is read once and kept whole.
 
     Args:
-        frames: RGB uint8 (H, W, 3) frames, or a callable returning them.
+        frames: RGB uint8 (H, W, 3) frames (or :class:`dfer.preprocess.video.DecodedFrame`,
+            converted only where detected or aligned), or a callable returning them.
         detector: a :class:`FaceDetector`.
         config: :class:`TrackConfig`.
         cache_bytes: memory budget for the frame cache when ``frames`` is callable.
+        wanted: given the track's frame count T, a bool mask (T,) of the frames whose
+            crops the caller will use (``dfer predict``: the frames its windows sample);
+            the others are not warped and come out as None. None: every frame.
 
     Returns:
         ``(crops, track)``: an iterator over T uint8 (size, size, 3) crops (empty when no
@@ -379,4 +392,5 @@ def faces_from_frames(frames: Iterable[np.ndarray] | Callable[[], Iterable[np.nd
     if track is None:
         return iter(()), None
     second = cache if cache is not None else reopen()
-    return align_frames(second, track, cfg), track
+    mask = None if wanted is None else np.asarray(wanted(track.num_frames), bool)
+    return align_frames(second, track, cfg, mask), track

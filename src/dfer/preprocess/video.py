@@ -18,7 +18,7 @@ import numpy as np
 from dfer.data.decode import open_video
 from dfer.errors import DataError
 
-__all__ = ["VideoInfo", "probe_video", "iter_frames"]
+__all__ = ["VideoInfo", "probe_video", "iter_frames", "DecodedFrame", "as_rgb"]
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,56 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         )
 
 
-def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator[np.ndarray]:
+class DecodedFrame:
+    """One decoded video frame whose RGB conversion waits until :meth:`rgb` asks for it.
+
+    Converting a decoded picture (YUV) to RGB costs more than decoding it, and ``dfer
+    predict`` needs RGB only for the frames the detector sees and the frames its windows
+    sample: :func:`iter_frames` with ``lazy=True`` yields these instead of arrays.
+    ``nbytes`` is the size of the RGB frame (what a cache of frames will hold).
+    """
+
+    __slots__ = ("_frame", "_array", "_source", "width", "height")
+
+    def __init__(self, frame, source: str):
+        self._frame, self._array, self._source = frame, None, source
+        self.width, self.height = int(frame.width), int(frame.height)
+
+    @property
+    def nbytes(self) -> int:
+        return self.width * self.height * 3
+
+    def rgb(self) -> np.ndarray:
+        """RGB uint8 (H, W, 3), converted on the first call and kept.
+
+        Raises:
+            DataError: a pixel format PyAV cannot convert (the file is named).
+        """
+        if self._array is None:
+            try:
+                self._array = self._frame.to_ndarray(format="rgb24")
+            except (NotImplementedError, ValueError) as e:
+                raise DataError(f"{self._source}: unsupported video ({type(e).__name__}: {e})") from None
+            self._frame = None
+        return self._array
+
+
+def as_rgb(frame: "np.ndarray | DecodedFrame") -> np.ndarray:
+    """The RGB array of a frame that is one already or a :class:`DecodedFrame`."""
+    return frame if isinstance(frame, np.ndarray) else frame.rgb()
+
+
+def iter_frames(path: str | os.PathLike, threads: int = 1, lazy: bool = False
+                ) -> Iterator[np.ndarray] | Iterator[DecodedFrame]:
     """Decode the first video stream frame by frame.
 
     Args:
         path: video file.
         threads: decoder threads (keep workers x threads within the cores you were given).
+        lazy: yield :class:`DecodedFrame` (RGB converted when asked for) instead of arrays.
 
     Yields:
-        RGB uint8 (H, W, 3) frames in presentation order.
+        RGB uint8 (H, W, 3) frames in presentation order (or their :class:`DecodedFrame`).
 
     Raises:
         DataError: the file cannot be opened, has no video stream, uses a codec this
@@ -66,6 +107,7 @@ def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator[np.ndarra
     import av
 
     container = open_video(path)
+    source = os.fspath(path)
     t = 0
     try:
         stream = container.streams.video[0]
@@ -73,11 +115,11 @@ def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator[np.ndarra
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield DecodedFrame(frame, source) if lazy else frame.to_ndarray(format="rgb24")
                 t += 1
         except av.error.FFmpegError as e:
-            raise DataError(f"{os.fspath(path)}: decoding failed at frame {t} ({type(e).__name__}: {e})") from None
+            raise DataError(f"{source}: decoding failed at frame {t} ({type(e).__name__}: {e})") from None
         except (NotImplementedError, ValueError) as e:  # codec/pixel format PyAV cannot handle
-            raise DataError(f"{os.fspath(path)}: unsupported video ({type(e).__name__}: {e})") from None
+            raise DataError(f"{source}: unsupported video ({type(e).__name__}: {e})") from None
     finally:
         container.close()

@@ -7,7 +7,10 @@ Writes N clip folders of 256x256 JPEG frames (smooth noise, quality 90), then me
   (segment sampling, random scale crop, flip, uint8 batches; the float conversion and
   normalisation then run on the training device, :func:`dfer.data.transforms.to_model_input`)
   with k workers (clips/s), and its ratio to the limit (per process: the limit is
-  single-core, k workers can exceed it);
+  single-core, k workers can exceed it); beside it the CPU milliseconds per clip of the
+  main process and the workers together, and the rate the cores would allow at that cost
+  (``bound``: k busy cores, or one), which tells the loader's own work from a shortage of
+  cores;
 - ``loader_float_w{k}``: the same with the conversion and normalisation inside the loader
   (float32 batches), as any dataset that returns model-ready clips would;
 - ``draft``: decode of a 1280x720 JPEG at full size vs at reduced size for a 224 target.
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -78,21 +82,29 @@ def decode_limit(table: ClipTable, num_frames: int, repeats: int) -> float:
     return done / (time.perf_counter() - start)
 
 
-def loader_rate(table: ClipTable, num_frames: int, size: int, workers: int, epochs: int, uint8: bool = True) -> float:
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its children that have exited (loader workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def loader_rate(table: ClipTable, num_frames: int, size: int, workers: int, epochs: int,
+                uint8: bool = True) -> tuple[float, float]:
+    """(clips/s, CPU milliseconds per clip over the main process and the workers)."""
     ds = ClipDataset(table, SegmentSampler(num_frames, "train"), build_transforms(True, size=size, uint8=uint8), seed=0)
-    loader = build_loader(ds, 8, shuffle=True, num_workers=workers, seed=0, pin_memory=False)
-    loader.sampler.set_epoch(0)
-    for _ in loader:  # warm-up epoch: worker start, caches
-        pass
-    start = time.perf_counter()
     n = 0
-    for e in range(1, epochs + 1):
+    cpu0 = _cpu_seconds()
+    loader = build_loader(ds, 8, shuffle=True, num_workers=workers, seed=0, pin_memory=False)
+    for e in range(epochs + 1):  # epoch 0 warms up (worker start, caches) and is not timed
+        if e == 1:
+            start = time.perf_counter()
         loader.sampler.set_epoch(e)
         for batch in loader:
-            n += batch["clip"].shape[0]
+            n += batch["clip"].shape[0] if e else 0
     rate = n / (time.perf_counter() - start)
-    del loader
-    return rate
+    del loader  # the workers exit here, and their CPU time joins RUSAGE_CHILDREN
+    cpu_ms = 1000 * (_cpu_seconds() - cpu0) / (n * (epochs + 1) / epochs)  # every epoch ran the same clips
+    return rate, cpu_ms
 
 
 def draft_gain(root: Path, size: int) -> dict:
@@ -133,14 +145,16 @@ def main() -> None:
             "size": args.size, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "limit_clips_per_s": round(limit, 1),
             "limit_frames_per_s": round(limit * args.num_frames, 1),
+            "limit_cpu_ms_per_clip": round(1000 / limit, 2),
         }
         for w in args.workers:
-            rate = loader_rate(table, args.num_frames, args.size, w, args.epochs)
-            result[f"loader_w{w}_clips_per_s"] = round(rate, 1)
-            result[f"loader_w{w}_ratio"] = round(rate / limit, 3)
-            rate = loader_rate(table, args.num_frames, args.size, w, args.epochs, uint8=False)
-            result[f"loader_float_w{w}_clips_per_s"] = round(rate, 1)
-            result[f"loader_float_w{w}_ratio"] = round(rate / limit, 3)
+            for name, uint8 in (("loader", True), ("loader_float", False)):
+                rate, cpu_ms = loader_rate(table, args.num_frames, args.size, w, args.epochs, uint8=uint8)
+                result[f"{name}_w{w}_clips_per_s"] = round(rate, 1)
+                result[f"{name}_w{w}_ratio"] = round(rate / limit, 3)
+                # what the cores allow: all of them busy at this CPU cost per clip (the limit is one core's)
+                result[f"{name}_w{w}_cpu_ms_per_clip"] = round(cpu_ms, 2)
+                result[f"{name}_w{w}_bound_clips_per_s"] = round(1000 * min(max(w, 1), os.cpu_count()) / cpu_ms, 1)
         result["draft_1280x720"] = draft_gain(root, args.size)
     print(json.dumps(result, indent=2))
 

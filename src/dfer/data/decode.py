@@ -106,12 +106,12 @@ def read_image(path: str, size_hint: int | None = None) -> np.ndarray:
                 f = _reduction(img.width, img.height, size_hint)
                 if f > 1:
                     img.draft("RGB", (img.width // f, img.height // f))
-            rgb = img.convert("RGB")  # also forces the decode, where truncated data surfaces
+            img.load()  # the decode, where truncated data surfaces
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # no copy of an RGB image
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
-    return np.asarray(rgb)
 
 
 def _stack(frames: list[np.ndarray], names: list[str]) -> np.ndarray:

@@ -8,7 +8,8 @@ Writes N clip folders of 256x256 JPEG frames (smooth noise, quality 90), then me
   normalisation then run on the training device, :func:`dfer.data.transforms.to_model_input`)
   with k workers (clips/s), and its ratio to the limit (per process: the limit is
   single-core, k workers can exceed it); beside it the CPU milliseconds per clip of the
-  main process and the workers together, and the rate the cores would allow at that cost
+  main process and the workers together (the untimed warm-up epoch and the workers' start
+  included, so a slight overstatement), and the rate the cores would allow at that cost
   (``bound``: k busy cores, or one), which tells the loader's own work from a shortage of
   cores;
 - ``loader_float_w{k}``: the same with the conversion and normalisation inside the loader
@@ -134,6 +135,9 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=None)
     args = p.parse_args()
 
+    if args.epochs < 1:
+        p.error(f"--epochs must be >= 1, got {args.epochs}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(1)  # the main process is one loader core, like a worker
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
@@ -142,7 +146,7 @@ def main() -> None:
         limit = decode_limit(table, args.num_frames, args.epochs)
         result = {
             "clips": args.clips, "frames_per_clip": args.frames, "num_frames": args.num_frames,
-            "size": args.size, "cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "size": args.size, "cpus": cores, "torch": torch.__version__, "python": platform.python_version(),
             "limit_clips_per_s": round(limit, 1),
             "limit_frames_per_s": round(limit * args.num_frames, 1),
             "limit_cpu_ms_per_clip": round(1000 / limit, 2),
@@ -154,7 +158,7 @@ def main() -> None:
                 result[f"{name}_w{w}_ratio"] = round(rate / limit, 3)
                 # what the cores allow: all of them busy at this CPU cost per clip (the limit is one core's)
                 result[f"{name}_w{w}_cpu_ms_per_clip"] = round(cpu_ms, 2)
-                result[f"{name}_w{w}_bound_clips_per_s"] = round(1000 * min(max(w, 1), os.cpu_count()) / cpu_ms, 1)
+                result[f"{name}_w{w}_bound_clips_per_s"] = round(1000 * min(max(w, 1), cores) / cpu_ms, 1)
         result["draft_1280x720"] = draft_gain(root, args.size)
     print(json.dumps(result, indent=2))
 

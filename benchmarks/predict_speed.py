@@ -6,9 +6,9 @@ then :func:`dfer.predict.predict_file`) on ``single_face.mp4`` (640x360, 30 fps,
 with a randomly initialised TSM-R18 checkpoint (weights do not change the speed) at each
 ``--sizes`` input side and ``--num-frames`` frames per window, and prints JSON: per size the
 wall time, the real-time factor (video duration / processing time) and the milliseconds
-per video frame spent in decode, detect, align (warp to 256x256), transform (resize,
-centre crop, normalise) and classify (forward passes), plus "other" (track building,
-container opening).
+per video frame spent in decode (decoding, and the RGB conversion of the frames that need
+it), detect, align (warp to 256x256), transform (resize, centre crop, normalise) and
+classify (forward passes), plus "other" (track building, container opening).
 
 ``--against TREE`` measures another checkout of dfer (e.g. ``git worktree add /tmp/old
 <commit>``) in the same run: the two trees alternate, one process each, for ``--rounds``
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--video", default=str(ROOT / "tests" / "data" / "videos" / "single_face.mp4"))
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -57,7 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--against", type=Path, default=None, help="another dfer checkout to time in the same run")
     parser.add_argument("--rounds", type=int, default=3, help="with --against: alternations of the two trees")
     parser.add_argument("--src", type=Path, default=ROOT / "src", help=argparse.SUPPRESS)  # the tree a worker times
-    return parser.parse_args(argv)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # measure only, never compare
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.repeats < 1:
+        parser.error(f"--rounds and --repeats must be >= 1, got {args.rounds} and {args.repeats}")
+    return args
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -124,28 +128,39 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
-def _worker(argv: list[str], src: Path) -> dict:
+def _worker(args: argparse.Namespace, src: Path) -> dict:
     """One measurement of the tree ``src`` in a fresh process (two dfers cannot share one)."""
-    out = subprocess.run([sys.executable, __file__, *argv, "--src", str(src)], check=True, capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(src)})
-    return json.loads(out.stdout)
+    argv = ["--worker", "--src", str(src), "--video", str(args.video), "--cores", str(args.cores),
+            "--repeats", str(args.repeats), "--sizes", *map(str, args.sizes), "--num-frames", str(args.num_frames),
+            "--window-seconds", str(args.window_seconds), "--detect-every", str(args.detect_every),
+            "--max-side", str(args.max_side), "--batch-size", str(args.batch_size)]
+    if args.stride is not None:
+        argv += ["--stride", str(args.stride)]
+    out = subprocess.run([sys.executable, __file__, *argv], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(src)})  # stderr passes through
+    if out.returncode:
+        raise SystemExit(f"measuring {src} failed (exit {out.returncode}; its error is above)")
+    result = json.loads(out.stdout)
+    if Path(result["dfer"]).resolve() != (src / "dfer").resolve():
+        raise SystemExit(f"measuring {src} imported the dfer in {result['dfer']}")
+    return result
 
 
-def compare(args: argparse.Namespace, argv: list[str]) -> dict:
-    """This tree against ``args.against``, alternating, one process per measurement."""
-    other = args.against.resolve() / "src"
-    if not (other / "dfer" / "predict.py").is_file():
+def compare(args: argparse.Namespace) -> dict:
+    """This tree against ``args.against``, alternating (the order swapped every round), one
+    process per measurement."""
+    trees = {"this": ROOT / "src", "against": args.against.resolve() / "src"}
+    if not (trees["against"] / "dfer" / "predict.py").is_file():
         raise SystemExit(f"{args.against}: not a dfer checkout (no src/dfer/predict.py)")
-    keep = [a for i, a in enumerate(argv) if a != "--against" and (i == 0 or argv[i - 1] != "--against")]
     runs: dict[str, list[dict]] = {"this": [], "against": []}
-    for _ in range(args.rounds):
-        runs["this"].append(_worker(keep, ROOT / "src"))
-        runs["against"].append(_worker(keep, other))
+    for r in range(args.rounds):
+        for tree in (("this", "against") if r % 2 == 0 else ("against", "this")):
+            runs[tree].append(_worker(args, trees[tree]))
     best = {tree: {r["size"]: max((m for run in rs for m in run["results"] if m["size"] == r["size"]),
                                   key=lambda m: m["realtime_factor"]) for r in rs[0]["results"]}
             for tree, rs in runs.items()}
     return {
-        "benchmark": "predict_speed", "this": str(ROOT), "against": str(args.against.resolve()),
+        "benchmark": "predict_speed", "this": runs["this"][0]["dfer"], "against": runs["against"][0]["dfer"],
         "rounds": args.rounds, "repeats_per_round": args.repeats, "video": runs["this"][0]["video"],
         "cores": args.cores, "load_avg_1m": round(os.getloadavg()[0], 2),
         "results": [{"size": size, "realtime_factor": this["realtime_factor"],
@@ -158,9 +173,8 @@ def compare(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    print(json.dumps(compare(args, argv) if args.against else measure(args), indent=1))
+    print(json.dumps(compare(args) if args.against and not args.worker else measure(args), indent=1))
 
 
 if __name__ == "__main__":

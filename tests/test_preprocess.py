@@ -255,22 +255,47 @@ def test_wanted_frames_alone_are_aligned_and_equal_the_full_alignment(single_fac
 
 
 def test_lazy_frames_convert_only_what_is_detected_or_aligned_and_give_the_same_crops(single_face, detector):
-    from dfer.preprocess.video import DecodedFrame, as_rgb
+    from dfer.preprocess.video import DecodedFrame, as_rgb, iter_decoded
 
     eager = list(iter_frames(single_face))
-    lazy = list(iter_frames(single_face, lazy=True))  # the container is closed: frames outlive it
+    lazy = list(iter_decoded(single_face))  # the container is closed: frames outlive it
     assert len(lazy) == len(eager) == 72 and all(isinstance(f, DecodedFrame) for f in lazy)
-    assert lazy[0].nbytes == eager[0].nbytes and (lazy[0].height, lazy[0].width) == eager[0].shape[:2]
+    assert (lazy[0].height, lazy[0].width) == eager[0].shape[:2] and [f.index for f in lazy] == list(range(72))
+    assert lazy[0].nbytes == eager[0].nbytes  # 8-bit 4:2:0 holds less than its RGB: charged as RGB
     wanted = lambda n: np.arange(n) % 10 == 5  # noqa: E731
     crops_e, track_e = faces_from_frames(eager, detector, TrackConfig(detect_every=3), wanted=wanted)
     crops_l, track_l = faces_from_frames(lazy, detector, TrackConfig(detect_every=3), wanted=wanted)
     np.testing.assert_array_equal(track_l.landmarks, track_e.landmarks)
     for a, b in zip(crops_l, crops_e):
         assert (a is None and b is None) or np.array_equal(a, b)
-    converted = [t for t, f in enumerate(lazy) if f._array is not None]
+    converted = [t for t, f in enumerate(lazy) if f.converted]
     detected = set(range(0, 72, 3)) | {71}
     assert set(converted) == detected | set(range(5, 72, 10))  # nothing else was converted
     np.testing.assert_array_equal(as_rgb(lazy[1]), eager[1])  # a late conversion gives the same pixels
+
+
+@pytest.mark.parametrize("error", ["ffmpeg", "value"])
+def test_a_frame_that_cannot_be_converted_is_one_data_error_naming_the_file_and_frame(error):
+    import av
+
+    from dfer.preprocess.video import DecodedFrame
+
+    class Picture:  # a decoded picture whose conversion fails, as an odd pixel format's does
+        width, height, planes = 4, 2, ()
+
+        def to_ndarray(self, format):
+            raise (av.error.InvalidDataError(1094995529, "Invalid data found") if error == "ffmpeg"
+                   else ValueError("Conversion from yuv444p16le to rgb24 is not supported"))
+
+    frame = DecodedFrame(Picture(), "/videos/clip.mov", 17)
+    with pytest.raises(DataError, match=r"^/videos/clip\.mov: (cannot convert frame 17 to RGB|unsupported video)"):
+        frame.rgb()
+    assert not frame.converted and frame.nbytes == 4 * 2 * 3
+
+
+def test_a_wanted_mask_of_the_wrong_length_is_refused(single_face, detector):
+    with pytest.raises(ValueError, match=r"wanted\(72\) gave a mask of shape \(70,\), expected \(72,\)"):
+        faces_from_frames(list(iter_frames(single_face)), detector, TrackConfig(), wanted=lambda n: np.ones(n - 2, bool))
 
 
 def test_detect_every_interpolates_between_detections(single_face, detector):

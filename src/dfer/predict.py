@@ -10,8 +10,8 @@ per equal segment (TSN sampling), of the face detected and aligned by an affine 
 This command applies a trained model the same way to every stretch of a user's video:
 
 1. **Faces**: decode (PyAV), detect (RetinaFace) on every ``detect_every``-th frame,
-   link, fill and smooth one face track, and align every frame to the 256x256 template of
-   ``dfer preprocess`` (:func:`dfer.preprocess.track.faces_from_frames`); then the
+   link, fill and smooth one face track, and align every frame a window samples to the
+   256x256 template of ``dfer preprocess`` (:func:`dfer.preprocess.track.faces_from_frames`); then the
    run's test-time transform (:func:`dfer.data.transforms.build_transforms` with
    ``train=False``: short side to ``size``, centre crop, ImageNet normalisation). The
    shipped FER+ model saw FER2013's tight grey crops, so for it (and only for a model that
@@ -36,7 +36,7 @@ Only what a window uses is computed: a decoded frame is converted to RGB only wh
 detector looks at it or a window samples it (:class:`dfer.preprocess.video.DecodedFrame`;
 the conversion costs more than the decoding), only sampled frames are warped to the
 template, and the model runs in channels-last layout (:func:`dfer.inference.channels_last`).
-None of this changes a number of the report.
+None of this changes the report beyond the float rounding of the forward pass.
 
 Frames where the track is not really there (``FrameSource.FILLED``: before the face
 appears, after it leaves) are "no face" frames: a window's ``face_found`` is the fraction
@@ -82,7 +82,7 @@ from dfer.errors import ConfigError, DataError, DfeError, first_line
 from dfer.inference import channels_last, clip_probabilities
 from dfer.io import write_text_atomic
 from dfer.models import create_model_for_weights
-from dfer.preprocess.video import as_rgb, iter_frames, probe_video
+from dfer.preprocess.video import DecodedFrame, as_rgb, iter_decoded, probe_video
 from dfer.pretrained import NAME, weights_path
 from dfer.pretrained.model import build_model
 
@@ -243,6 +243,9 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
                size: int | None = None, num_frames: int | None = None, device: str = "auto") -> ModelBundle:
     """Load a model: dfer's shipped FER+ model, a run directory or a bare checkpoint file.
 
+    The model comes in eval mode with its 2-D convolutions in channels-last layout
+    (:func:`dfer.inference.channels_last`: faster; the outputs equal up to float rounding).
+
     Args:
         run: run directory of ``dfer train`` (config.yaml, classes.json, checkpoints/).
         which: ``last`` or ``best`` (default: the run's own selection rule).
@@ -362,13 +365,14 @@ def input_transform(bundle: ModelBundle, *, face_crop: bool = True):
 
 # ---------------------------------------------------------------------------- one input
 class _Timer:
-    """Seconds spent per stage (decode, detect, align, transform, classify)."""
+    """Seconds spent per stage (decode, detect, align, transform, classify); a frame's RGB
+    conversion counts as decoding, wherever it happens."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {"decode": 0.0, "detect": 0.0, "align": 0.0, "transform": 0.0,
                                           "classify": 0.0}
 
-    def frames(self, source: Iterable[np.ndarray], counter: list[int]) -> Iterator[np.ndarray]:
+    def frames(self, source: Iterable[DecodedFrame], counter: list[int]) -> Iterator["_TimedFrame"]:
         it = iter(source)
         while True:
             t0 = time.perf_counter()
@@ -379,7 +383,28 @@ class _Timer:
                 return
             self.seconds["decode"] += time.perf_counter() - t0
             counter[0] += 1
-            yield frame
+            yield _TimedFrame(frame, self.seconds)
+
+
+class _TimedFrame:
+    """A :class:`DecodedFrame` whose RGB conversion is timed as decoding (the other stages'
+    clocks leave it out)."""
+
+    __slots__ = ("frame", "seconds")
+
+    def __init__(self, frame: DecodedFrame, seconds: dict[str, float]):
+        self.frame, self.seconds = frame, seconds
+
+    @property
+    def nbytes(self) -> int:
+        return self.frame.nbytes
+
+    def rgb(self) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self.frame.rgb()
+        finally:
+            self.seconds["decode"] += time.perf_counter() - t0
 
 
 class _TimedDetector:
@@ -486,7 +511,8 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
 @dataclass
 class _Media:
     """A decoded-on-demand video or a decoded image: its size, frame rate (None for an
-    image) and ``frames()``, a fresh iterator over its RGB frames each call."""
+    image) and ``frames()``, a fresh iterator over its frames each call (a video's are
+    decoded frames whose RGB conversion waits until it is used)."""
 
     width: int
     height: int
@@ -504,7 +530,7 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
 
         def frames() -> Iterator[np.ndarray]:
             decoded[0] = 0
-            return timer.frames(iter_frames(path, threads=1, lazy=True), decoded)
+            return timer.frames(iter_decoded(path, threads=1), decoded)
 
         return _Media(info.width, info.height, info.fps, frames, decoded)
     t0 = time.perf_counter()
@@ -518,7 +544,8 @@ def _faces(path: Path, kind: str, media: _Media, cfg: PredictConfig, detector, t
            wanted: Callable[[int], np.ndarray]):
     """(frames, found mask, tracking stats, aligned face crops) of the media, or None when
     no face is found; only the frames ``wanted(frames)`` marks are aligned (the others are
-    None). With ``cfg.aligned`` the frames are the faces already."""
+    None). With ``cfg.aligned`` the frames are the faces already (decoded frames, converted
+    to RGB when a window samples them)."""
     if cfg.aligned:
         num = probe_num_frames(path) if kind == "video" else 1
         stats = {"detected_frames": 0, "found_frames": num, "detection_rate": None, "filled_frames": 0}
@@ -646,8 +673,9 @@ def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: Mod
         timer.seconds["align"] += time.perf_counter() - t0 - (timer.seconds["decode"] - decode_before)
         t += 1
         if t < len(needed) and needed[t]:
+            crop = as_rgb(crop)  # an aligned input's conversion: decode time, not transform
             t0 = time.perf_counter()
-            cache[t] = transform(as_rgb(crop)[None])[0]
+            cache[t] = transform(crop[None])[0]
             timer.seconds["transform"] += time.perf_counter() - t0
         while next_window < len(plan) and last_needed[next_window] <= t:
             pending.append(next_window)

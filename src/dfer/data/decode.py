@@ -107,7 +107,8 @@ def read_image(path: str, size_hint: int | None = None) -> np.ndarray:
                 if f > 1:
                     img.draft("RGB", (img.width // f, img.height // f))
             img.load()  # the decode, where truncated data surfaces
-            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # no copy of an RGB image
+            # an RGB image is read as it is: convert("RGB") would copy it once more
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image file not found") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

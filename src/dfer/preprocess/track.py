@@ -31,7 +31,9 @@ import numpy as np
 
 from dfer.preprocess.align import align_face
 from dfer.preprocess.detect import Detections, FaceDetector
-from dfer.preprocess.video import as_rgb
+from dfer.preprocess.video import DecodedFrame, as_rgb
+
+Frame = np.ndarray | DecodedFrame  # an RGB frame, or a decoded one converted when used
 
 __all__ = [
     "FrameSource", "TrackConfig", "FaceTrack", "box_iou", "link_tracks", "select_track",
@@ -283,8 +285,8 @@ def build_track(frame_index: np.ndarray, detections: Sequence[Detections], num_f
 
 
 # ---------------------------------------------------------------------------- frames
-def detect_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_every: int = 1,
-                  keep: Callable[[np.ndarray], bool] | None = None
+def detect_frames(frames: Iterable[Frame], detector: FaceDetector, detect_every: int = 1,
+                  keep: Callable[[Frame], bool] | None = None
                   ) -> tuple[np.ndarray, list[Detections], int]:
     """Run ``detector`` on every ``detect_every``-th frame of a stream (and on its last frame).
 
@@ -302,7 +304,7 @@ def detect_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_e
     k = max(1, int(detect_every))
     index: list[int] = []
     dets: list[Detections] = []
-    last: tuple[int, np.ndarray] | None = None
+    last: tuple[int, Frame] | None = None
     t = -1
     for t, frame in enumerate(frames):
         if keep is not None:
@@ -319,8 +321,8 @@ def detect_frames(frames: Iterable[np.ndarray], detector: FaceDetector, detect_e
     return np.asarray(index, np.int64), dets, t + 1
 
 
-def track_faces(frames: Iterable[np.ndarray], detector: FaceDetector, config: TrackConfig | None = None,
-                keep: Callable[[np.ndarray], bool] | None = None) -> tuple[FaceTrack | None, int]:
+def track_faces(frames: Iterable[Frame], detector: FaceDetector, config: TrackConfig | None = None,
+                keep: Callable[[Frame], bool] | None = None) -> tuple[FaceTrack | None, int]:
     """Detect on a frame stream and build the main face track.
 
     Returns:
@@ -331,7 +333,7 @@ def track_faces(frames: Iterable[np.ndarray], detector: FaceDetector, config: Tr
     return build_track(index, dets, n, cfg), n
 
 
-def align_frames(frames: Iterable[np.ndarray], track: FaceTrack, config: TrackConfig | None = None,
+def align_frames(frames: Iterable[Frame], track: FaceTrack, config: TrackConfig | None = None,
                  wanted: np.ndarray | None = None) -> Iterator[np.ndarray | None]:
     """Yield the aligned (size, size, 3) uint8 crop of every frame of the track; with
     ``wanted`` (a bool mask over the track's frames) None for the frames it leaves out,
@@ -346,7 +348,7 @@ def align_frames(frames: Iterable[np.ndarray], track: FaceTrack, config: TrackCo
         yield align_face(as_rgb(frame), track.landmarks[t], cfg.size, cfg.face_fraction)
 
 
-def faces_from_frames(frames: Iterable[np.ndarray] | Callable[[], Iterable[np.ndarray]], detector: FaceDetector,
+def faces_from_frames(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], detector: FaceDetector,
                       config: TrackConfig | None = None, cache_bytes: int = 1 << 29,
                       wanted: Callable[[int], np.ndarray] | None = None
                       ) -> tuple[Iterator[np.ndarray | None], FaceTrack | None]:
@@ -369,16 +371,16 @@ def faces_from_frames(frames: Iterable[np.ndarray] | Callable[[], Iterable[np.nd
             the others are not warped and come out as None. None: every frame.
 
     Returns:
-        ``(crops, track)``: an iterator over T uint8 (size, size, 3) crops (empty when no
-        face was found) and the :class:`FaceTrack` (``None`` when no face was found);
+        ``(crops, track)``: an iterator over T uint8 (size, size, 3) crops, None where
+        ``wanted`` leaves a frame out (empty when no face was found) and the :class:`FaceTrack` (``None`` when no face was found);
         ``track.found`` is the per-frame flag, ``track.stats()`` the counts.
     """
     cfg = config or TrackConfig()
     reopen = frames if callable(frames) else None
-    cache: list[np.ndarray] | None = []
+    cache: list[Frame] | None = []
     used = 0
 
-    def keep(frame: np.ndarray) -> bool:
+    def keep(frame: Frame) -> bool:
         nonlocal cache, used
         if cache is not None:
             used += frame.nbytes
@@ -392,5 +394,10 @@ def faces_from_frames(frames: Iterable[np.ndarray] | Callable[[], Iterable[np.nd
     if track is None:
         return iter(()), None
     second = cache if cache is not None else reopen()
-    mask = None if wanted is None else np.asarray(wanted(track.num_frames), bool)
+    mask = None
+    if wanted is not None:
+        mask = np.asarray(wanted(track.num_frames), bool)
+        if mask.shape != (track.num_frames,):
+            raise ValueError(f"wanted({track.num_frames}) gave a mask of shape {mask.shape}, expected "
+                             f"({track.num_frames},)")
     return align_frames(second, track, cfg, mask), track

@@ -2,7 +2,8 @@
 
 Raw DFER corpora (AFEW, MAFW, FERV39K's raw clips) and users' own footage come as
 mp4/avi/mov/mkv in H.264, HEVC, MPEG-4 Part 2 and the like. Frames are decoded one at a
-time (never the whole video in memory) as RGB uint8 (H, W, 3). Anything PyAV cannot open
+time (never the whole video in memory) as RGB uint8 (H, W, 3), or as decoded frames that
+convert to RGB only when asked (:func:`iter_decoded`). Anything PyAV cannot open
 or decode becomes a :class:`dfer.errors.DataError` naming the file and, for a stream that
 breaks midway, the frame.
 """
@@ -18,7 +19,7 @@ import numpy as np
 from dfer.data.decode import open_video
 from dfer.errors import DataError
 
-__all__ = ["VideoInfo", "probe_video", "iter_frames", "DecodedFrame", "as_rgb"]
+__all__ = ["VideoInfo", "probe_video", "iter_frames", "iter_decoded", "DecodedFrame", "as_rgb"]
 
 
 @dataclass(frozen=True)
@@ -54,55 +55,87 @@ class DecodedFrame:
 
     Converting a decoded picture (YUV) to RGB costs more than decoding it, and ``dfer
     predict`` needs RGB only for the frames the detector sees and the frames its windows
-    sample: :func:`iter_frames` with ``lazy=True`` yields these instead of arrays.
-    ``nbytes`` is the size of the RGB frame (what a cache of frames will hold).
+    sample: :func:`iter_decoded` yields these, :func:`iter_frames` their arrays.
+
+    Attributes:
+        width, height: the frame's size in pixels.
+        index: the frame's number in presentation order.
     """
 
-    __slots__ = ("_frame", "_array", "_source", "width", "height")
+    __slots__ = ("_frame", "_array", "_source", "_bytes", "index", "width", "height")
 
-    def __init__(self, frame, source: str):
-        self._frame, self._array, self._source = frame, None, source
+    def __init__(self, frame, source: str, index: int):
+        self._frame, self._array, self._source, self.index = frame, None, source, int(index)
         self.width, self.height = int(frame.width), int(frame.height)
+        # the decoded picture, or the RGB array it becomes, whichever is larger (10-bit 4:2:2
+        # holds 4 bytes a pixel, more than RGB's 3)
+        self._bytes = max(self.width * self.height * 3, sum(int(p.buffer_size) for p in frame.planes))
 
     @property
     def nbytes(self) -> int:
-        return self.width * self.height * 3
+        """Bytes this frame holds (what a cache of frames is charged for it)."""
+        return self._bytes if self._array is None else self._array.nbytes
+
+    @property
+    def converted(self) -> bool:
+        """Whether :meth:`rgb` has run (the decoded picture is then released)."""
+        return self._array is not None
 
     def rgb(self) -> np.ndarray:
         """RGB uint8 (H, W, 3), converted on the first call and kept.
 
         Raises:
-            DataError: a pixel format PyAV cannot convert (the file is named).
+            DataError: a pixel format PyAV cannot convert (the file and frame are named).
         """
         if self._array is None:
-            try:
-                self._array = self._frame.to_ndarray(format="rgb24")
-            except (NotImplementedError, ValueError) as e:
-                raise DataError(f"{self._source}: unsupported video ({type(e).__name__}: {e})") from None
+            self._array = _to_rgb(self._frame, self._source, self.index)
             self._frame = None
         return self._array
 
 
-def as_rgb(frame: "np.ndarray | DecodedFrame") -> np.ndarray:
+def _to_rgb(frame, source: str, index: int) -> np.ndarray:
+    import av
+
+    try:
+        return frame.to_ndarray(format="rgb24")
+    except av.error.FFmpegError as e:
+        raise DataError(f"{source}: cannot convert frame {index} to RGB ({type(e).__name__}: {e})") from None
+    except (NotImplementedError, ValueError) as e:  # a pixel format PyAV cannot handle
+        raise DataError(f"{source}: unsupported video ({type(e).__name__}: {e})") from None
+
+
+def as_rgb(frame: np.ndarray | DecodedFrame) -> np.ndarray:
     """The RGB array of a frame that is one already or a :class:`DecodedFrame`."""
     return frame if isinstance(frame, np.ndarray) else frame.rgb()
 
 
-def iter_frames(path: str | os.PathLike, threads: int = 1, lazy: bool = False
-                ) -> Iterator[np.ndarray] | Iterator[DecodedFrame]:
-    """Decode the first video stream frame by frame.
+def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator[np.ndarray]:
+    """Decode the first video stream frame by frame into RGB arrays.
 
     Args:
         path: video file.
         threads: decoder threads (keep workers x threads within the cores you were given).
-        lazy: yield :class:`DecodedFrame` (RGB converted when asked for) instead of arrays.
 
     Yields:
-        RGB uint8 (H, W, 3) frames in presentation order (or their :class:`DecodedFrame`).
+        RGB uint8 (H, W, 3) frames in presentation order.
 
     Raises:
-        DataError: the file cannot be opened, has no video stream, uses a codec this
-            FFmpeg build cannot decode, or breaks while decoding (the frame is named).
+        DataError: the file cannot be opened, has no video stream, uses a codec or pixel
+            format this FFmpeg build cannot decode, or breaks while decoding (the frame is
+            named).
+    """
+    for frame in iter_decoded(path, threads):
+        yield frame.rgb()
+
+
+def iter_decoded(path: str | os.PathLike, threads: int = 1) -> Iterator[DecodedFrame]:
+    """Decode the first video stream frame by frame, leaving the RGB conversion to each
+    :class:`DecodedFrame` (its :meth:`~DecodedFrame.rgb`); the frames stay valid after the
+    stream has ended.
+
+    Raises:
+        DataError: as :func:`iter_frames`; a pixel format that cannot be converted is
+            reported by :meth:`DecodedFrame.rgb`.
     """
     import av
 
@@ -115,11 +148,11 @@ def iter_frames(path: str | os.PathLike, threads: int = 1, lazy: bool = False
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         try:
             for frame in container.decode(stream):
-                yield DecodedFrame(frame, source) if lazy else frame.to_ndarray(format="rgb24")
+                yield DecodedFrame(frame, source, t)
                 t += 1
         except av.error.FFmpegError as e:
             raise DataError(f"{source}: decoding failed at frame {t} ({type(e).__name__}: {e})") from None
-        except (NotImplementedError, ValueError) as e:  # codec/pixel format PyAV cannot handle
+        except (NotImplementedError, ValueError) as e:  # a codec PyAV cannot handle
             raise DataError(f"{source}: unsupported video ({type(e).__name__}: {e})") from None
     finally:
         container.close()

@@ -134,7 +134,8 @@ def residual_shift_block(block: BasicBlock, x: torch.Tensor, num_frames: int, sh
     identity = x if block.downsample is None else block.downsample(x)
     out = block.relu(block.bn1(block.conv1(temporal_shift_frames(x, num_frames, shift_div))))
     out = block.bn2(block.conv2(out))
-    return block.relu(out + identity)
+    out += identity  # in place, as torchvision's BasicBlock: no extra activation-sized buffer
+    return block.relu(out)
 
 
 class TSMResNet18(ClipClassifier):

@@ -85,6 +85,8 @@ def test_windows_cover_the_video_with_tsn_frames_inside(n, L, stride):
         assert plan.indices[w].tolist() == _segment_centres(int(s), int(e - s), T)
         assert s <= plan.indices[w].min() and plan.indices[w].max() < e
     assert np.all(np.diff(plan.indices[:, 0]) >= 0)  # what the streaming eviction relies on
+    sampled = plan.sampled()  # the frames predict aligns: exactly those some window samples
+    assert sampled.shape == (n,) and set(np.flatnonzero(sampled)) == set(plan.indices.ravel().tolist())
 
 
 def test_short_clip_repeats_every_frame_evenly():

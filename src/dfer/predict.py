@@ -161,6 +161,12 @@ class WindowPlan:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def sampled(self) -> np.ndarray:
+        """(N,) bool: the frames of the clip some window feeds the model."""
+        mask = np.zeros(int(self.ends.max()), bool)
+        mask[self.indices.ravel()] = True
+        return mask
+
 
 def window_length(window_seconds: float, fps: float) -> int:
     """Frames in a window of ``window_seconds`` at ``fps`` (at least 1)."""
@@ -468,10 +474,8 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
     else:
         L, stride = 1, 1
 
-    def sampled(num: int) -> np.ndarray:  # the frames some window feeds the model: the only ones aligned
-        mask = np.zeros(num, bool)
-        mask[plan_windows(num, L, stride, bundle.num_frames).indices.ravel()] = True
-        return mask
+    def sampled(num: int) -> np.ndarray:  # the only frames aligned
+        return plan_windows(num, L, stride, bundle.num_frames).sampled()
 
     faces = _faces(path, kind, media, cfg, detector, timer, sampled)
     if faces is None:
@@ -528,7 +532,7 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
         if not info.fps > 0:
             raise DataError(f"{path}: the container gives no frame rate; cannot place windows in time")
 
-        def frames() -> Iterator[np.ndarray]:
+        def frames() -> Iterator[_TimedFrame]:
             decoded[0] = 0
             return timer.frames(iter_decoded(path, threads=1), decoded)
 
@@ -637,15 +641,15 @@ def predict_video(path: str | os.PathLike, model: ModelBundle | None = None, *, 
     return predict_file(path, bundle, config, detector)
 
 
-def _classify_windows(crops: Iterable[np.ndarray], plan: WindowPlan, bundle: ModelBundle, transform,
-                      batch_size: int, timer: _Timer) -> np.ndarray:
-    """(W, C) float64 softmax per window, streaming over the aligned crops once.
+def _classify_windows(crops: Iterable[np.ndarray | _TimedFrame | None], plan: WindowPlan, bundle: ModelBundle,
+                      transform, batch_size: int, timer: _Timer) -> np.ndarray:
+    """(W, C) float64 softmax per window, streaming over the aligned crops once (None for a
+    frame no window samples).
 
     Each frame some window samples is transformed once and kept until the last window
     that uses it has been classified.
     """
-    needed = np.zeros(int(plan.indices.max()) + 1, bool)
-    needed[plan.indices.ravel()] = True
+    needed = plan.sampled()
     last_needed = plan.indices.max(axis=1)  # a window is complete once this frame is in
     cache: dict[int, torch.Tensor] = {}
     out = np.full((len(plan), len(bundle.classes)), np.nan)

@@ -2,7 +2,11 @@
 
 Writes N clip folders of 256x256 JPEG frames (smooth noise, quality 90), then measures
 
-- ``limit``: PIL decoding the 8 sampled frames of each clip, nothing else (clips/s);
+- ``limit``: PIL decoding the 8 sampled frames of each clip, nothing else (clips/s): what a
+  loader that decodes with PIL (dfer's before, torchvision's ImageFolder) cannot beat;
+- ``turbo_limit``: libjpeg-turbo through simplejpeg, dfer's JPEG decoder, reading and
+  decoding the same frames and nothing else, so ``loader / turbo_limit`` is the share of the
+  loader's time that is decode (the rest is the per-clip geometry and the batch);
 - ``loader_w{k}``: ClipDataset + DataLoader producing training clips as dfer's datasets do
   (segment sampling, random scale crop, flip, uint8 batches; the float conversion and
   normalisation then run on the training device, :func:`dfer.data.transforms.to_model_input`)
@@ -16,22 +20,30 @@ Writes N clip folders of 256x256 JPEG frames (smooth noise, quality 90), then me
   (float32 batches), as any dataset that returns model-ready clips would;
 - ``draft``: decode of a 1280x720 JPEG at full size vs at reduced size for a 224 target.
 
-Usage: python benchmarks/loader.py [--clips 64] [--frames 32] [--root DIR] [--workers 0 2]
+The limits and every loader are timed one epoch each per round, ``--rounds`` rounds, the
+loaders kept alive between them: each figure is the median over the rounds and each ratio
+the median of the rounds' ratios, so a slow spell of a shared machine hits both sides of a
+ratio alike.
+
+Usage: python benchmarks/loader.py [--clips 64] [--frames 32] [--rounds 7] [--root DIR] [--workers 0 2]
 Prints one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import simplejpeg
 import torch
 from PIL import Image
 
@@ -66,7 +78,18 @@ def write_corpus(root: Path, clips: int, frames: int, size: int = 256) -> ClipTa
                            label=np.arange(clips) % 2, name="bench")
 
 
-def decode_limit(table: ClipTable, num_frames: int, repeats: int) -> float:
+def _decode_pil(path: str) -> None:
+    with Image.open(path) as img:
+        np.asarray(img.convert("RGB"))
+
+
+def _decode_turbo(path: str) -> None:
+    with open(path, "rb") as f:
+        simplejpeg.decode_jpeg(f.read(), "RGB")
+
+
+def decode_limit(table: ClipTable, num_frames: int, repeats: int, decode=_decode_pil) -> float:
+    """Clips/s of reading and decoding each clip's sampled frames with ``decode``, nothing else."""
     sampler = SegmentSampler(num_frames, "train")
     rng = np.random.default_rng(0)
     for s in table.source[:4]:  # warm the listing cache and the page cache
@@ -77,35 +100,48 @@ def decode_limit(table: ClipTable, num_frames: int, repeats: int) -> float:
         for s in table.source:
             files = list_frame_files(s)
             for i in sampler.sample(len(files), rng):
-                with Image.open(files[i]) as img:
-                    np.asarray(img.convert("RGB"))
+                decode(files[i])
             done += 1
     return done / (time.perf_counter() - start)
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its children that have exited (loader workers)."""
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+def _cpu(who: int) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
 
 
-def loader_rate(table: ClipTable, num_frames: int, size: int, workers: int, epochs: int,
-                uint8: bool = True) -> tuple[float, float]:
-    """(clips/s, CPU milliseconds per clip over the main process and the workers)."""
-    ds = ClipDataset(table, SegmentSampler(num_frames, "train"), build_transforms(True, size=size, uint8=uint8), seed=0)
-    n = 0
-    cpu0 = _cpu_seconds()
-    loader = build_loader(ds, 8, shuffle=True, num_workers=workers, seed=0, pin_memory=False)
-    for e in range(epochs + 1):  # epoch 0 warms up (worker start, caches) and is not timed
-        if e == 1:
-            start = time.perf_counter()
-        loader.sampler.set_epoch(e)
-        for batch in loader:
-            n += batch["clip"].shape[0] if e else 0
-    rate = n / (time.perf_counter() - start)
-    del loader  # the workers exit here, and their CPU time joins RUSAGE_CHILDREN
-    cpu_ms = 1000 * (_cpu_seconds() - cpu0) / (n * (epochs + 1) / epochs)  # every epoch ran the same clips
-    return rate, cpu_ms
+class LoaderArm:
+    """One DataLoader configuration, kept alive (persistent workers) and timed an epoch at a
+    time, so that its epochs interleave with the limits' and the other arms' in one run."""
+
+    def __init__(self, table: ClipTable, num_frames: int, size: int, workers: int, uint8: bool):
+        ds = ClipDataset(table, SegmentSampler(num_frames, "train"), build_transforms(True, size=size, uint8=uint8),
+                         seed=0)
+        self.workers = workers
+        self.loader = build_loader(ds, 8, shuffle=True, num_workers=workers, seed=0, pin_memory=False)
+        self.epoch, self.clips, self.main_cpu, self.rates = 0, 0, 0.0, []
+        self.children0 = _cpu(resource.RUSAGE_CHILDREN)
+        self.run_epoch(timed=False)  # the workers' start, the caches
+
+    def run_epoch(self, timed: bool = True) -> None:
+        cpu0, start, n = _cpu(resource.RUSAGE_SELF), time.perf_counter(), 0
+        self.loader.sampler.set_epoch(self.epoch)
+        self.epoch += 1
+        for batch in self.loader:
+            n += batch["clip"].shape[0]
+        if timed:
+            self.rates.append(n / (time.perf_counter() - start))
+        self.main_cpu += _cpu(resource.RUSAGE_SELF) - cpu0
+        self.clips += n
+
+    def close(self) -> float:
+        """CPU milliseconds per clip over the main process and the workers, every epoch (the
+        untimed first one and the workers' start included: a slight overstatement)."""
+        children0 = _cpu(resource.RUSAGE_CHILDREN)
+        del self.loader  # the workers exit here, and their CPU time joins RUSAGE_CHILDREN
+        gc.collect()
+        workers = _cpu(resource.RUSAGE_CHILDREN) - children0
+        return 1000 * (self.main_cpu + workers) / self.clips
 
 
 def draft_gain(root: Path, size: int) -> dict:
@@ -131,34 +167,44 @@ def main() -> None:
     p.add_argument("--num-frames", type=int, default=8)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=7, help="timed epochs of each arm, interleaved with the limits")
     p.add_argument("--root", type=Path, default=None)
     args = p.parse_args()
 
-    if args.epochs < 1:
-        p.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     torch.set_num_threads(1)  # the main process is one loader core, like a worker
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
         table = write_corpus(root, args.clips, args.frames)
         clear_caches()
-        limit = decode_limit(table, args.num_frames, args.epochs)
         result = {
             "clips": args.clips, "frames_per_clip": args.frames, "num_frames": args.num_frames,
-            "size": args.size, "cpus": cores, "torch": torch.__version__, "python": platform.python_version(),
-            "limit_clips_per_s": round(limit, 1),
-            "limit_frames_per_s": round(limit * args.num_frames, 1),
-            "limit_cpu_ms_per_clip": round(1000 / limit, 2),
+            "size": args.size, "cpus": cores, "rounds": args.rounds, "torch": torch.__version__,
+            "python": platform.python_version(),
         }
-        for w in args.workers:
-            for name, uint8 in (("loader", True), ("loader_float", False)):
-                rate, cpu_ms = loader_rate(table, args.num_frames, args.size, w, args.epochs, uint8=uint8)
-                result[f"{name}_w{w}_clips_per_s"] = round(rate, 1)
-                result[f"{name}_w{w}_ratio"] = round(rate / limit, 3)
-                # what the cores allow: all of them busy at this CPU cost per clip (the limit is one core's)
-                result[f"{name}_w{w}_cpu_ms_per_clip"] = round(cpu_ms, 2)
-                result[f"{name}_w{w}_bound_clips_per_s"] = round(1000 * min(max(w, 1), cores) / cpu_ms, 1)
+        arms = {f"{name}_w{w}": LoaderArm(table, args.num_frames, args.size, w, uint8)
+                for w in args.workers for name, uint8 in (("loader", True), ("loader_float", False))}
+        limits: dict[str, list[float]] = {"limit": [], "turbo_limit": []}
+        for _ in range(args.rounds):  # every figure once a round: a slow spell of the machine hits all alike
+            limits["limit"].append(decode_limit(table, args.num_frames, 1))
+            limits["turbo_limit"].append(decode_limit(table, args.num_frames, 1, _decode_turbo))
+            for arm in arms.values():
+                arm.run_epoch()
+        for name, rates in limits.items():
+            result[f"{name}_clips_per_s"] = round(statistics.median(rates), 1)
+            result[f"{name}_cpu_ms_per_clip"] = round(1000 / statistics.median(rates), 2)
+        for key, arm in arms.items():
+            result[f"{key}_clips_per_s"] = round(statistics.median(arm.rates), 1)
+            # the ratio of each round's figures, then their median
+            for suffix, ref in (("ratio", "limit"), ("ratio_turbo", "turbo_limit")):
+                result[f"{key}_{suffix}"] = round(statistics.median(
+                    r / lim for r, lim in zip(arm.rates, limits[ref])), 3)
+            cpu_ms = arm.close()
+            result[f"{key}_cpu_ms_per_clip"] = round(cpu_ms, 2)
+            # what the cores allow: all of them busy at this CPU cost per clip (the limit is one core's)
+            result[f"{key}_bound_clips_per_s"] = round(1000 * min(max(arm.workers, 1), cores) / cpu_ms, 1)
         result["draft_1280x720"] = draft_gain(root, args.size)
     print(json.dumps(result, indent=2))
 

@@ -132,6 +132,63 @@ def test_jpeg_draft_decodes_at_reduced_size_but_never_below_hint(tmp_path):
     assert read_image(str(path), size_hint=300).shape == (480, 640, 3)  # 1/2 would fall below 300
 
 
+def _pil_reference(path, size_hint=None) -> np.ndarray:
+    """What PIL decodes: the reference the libjpeg-turbo path must equal pixel for pixel."""
+    with Image.open(path) as img:
+        if size_hint:
+            f = 1
+            while f < 8 and min(img.size) // (2 * f) >= size_hint:
+                f *= 2
+            if f > 1:
+                img.draft("RGB", (img.width // f, img.height // f))
+        return np.asarray(img.convert("RGB"))
+
+
+@pytest.mark.parametrize("mode,size,subsampling", [("RGB", (53, 37), 2), ("RGB", (1279, 721), 0),
+                                                   ("L", (64, 48), 0), ("CMYK", (40, 30), 0)])
+def test_jpeg_decode_equals_pil_pixel_for_pixel(tmp_path, mode, size, subsampling):
+    # noise at odd sizes (DCT scaling rounds a side up), 4:2:0 and 4:4:4, grey, and CMYK
+    # (which libjpeg-turbo cannot turn into RGB, so PIL decodes it)
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    img = Image.fromarray(pixels).convert(mode)
+    path = tmp_path / f"{mode}.jpg"
+    img.save(path, quality=90, **({"subsampling": subsampling} if mode != "L" else {}))
+    for hint in (None, 20, 100, 300):
+        got = read_image(str(path), size_hint=hint)
+        want = _pil_reference(path, hint)
+        assert got.dtype == np.uint8 and got.shape == want.shape, (hint, got.shape, want.shape)
+        assert np.array_equal(got, want), hint
+    # a folder of such frames decodes to the same clip, frames in the order asked for
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(pixels, 7 * i, axis=1)).convert(mode).save(folder / f"{i}.jpg", quality=90)
+    clear_caches()
+    clip = read_frames(folder, ClipKind.FRAMES, [2, 0, 2], size_hint=20)
+    for t, i in enumerate([2, 0, 2]):
+        assert np.array_equal(clip[t], _pil_reference(folder / f"{i}.jpg", 20))
+    assert clip.flags.writeable and clip.flags.c_contiguous
+
+
+def test_a_folder_of_png_and_jpeg_frames_reads_as_one_clip(tmp_path):
+    # the first frame decides the clip's shape whichever decoder reads it
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(3)]
+    Image.fromarray(frames[0]).save(folder / "0.png")
+    Image.fromarray(frames[1]).save(folder / "1.jpg", quality=95)
+    Image.fromarray(frames[2]).save(folder / "2.png")
+    clear_caches()
+    clip = read_frames(folder, ClipKind.FRAMES, [0, 1, 2])
+    assert np.array_equal(clip[0], frames[0]) and np.array_equal(clip[2], frames[2])
+    assert np.array_equal(clip[1], _pil_reference(folder / "1.jpg"))
+    Image.fromarray(frames[1][:20]).save(folder / "1.jpg", quality=95)
+    with pytest.raises(DataError, match=r"1\.jpg: frame is 32x20, expected 32x24 like .*0\.png"):
+        read_frames(folder, ClipKind.FRAMES, [0, 1])
+
+
 @pytest.mark.parametrize("codec,ext", [("libx264", "mp4"), ("mpeg4", "avi")])
 def test_video_reads_exactly_the_requested_frames(tmp_path, codec, ext):
     path = write_video(tmp_path / f"v.{ext}", 18, codec=codec, gop=5)

@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from dfer.errors import ConfigError
+from dfer.errors import ConfigError, DataError
 
 
 @contextlib.contextmanager
@@ -107,3 +107,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
+    """Bytes of ``path``; :class:`DataError` if it is missing or not a readable file."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{p}: {what} not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{p}: expected a {what}, found a folder") from None
+    except OSError as e:
+        raise DataError(f"{p}: cannot read {what}: {e.strerror or e}") from None

@@ -26,7 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from dfer.data.corpora.textio import decode_utf8, read_bytes
+from dfer.data.corpora.textio import decode_utf8
+from dfer.io import read_bytes
 from dfer.errors import DataError, where
 
 _CHUNK = 1 << 16

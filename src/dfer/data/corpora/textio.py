@@ -10,25 +10,12 @@ when it has to say where a bad byte is.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from dfer.emotions import canonical
 from dfer.errors import DataError, where
-
-
-def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
-    """Bytes of ``path``; :class:`DataError` if it is missing or not a readable file."""
-    p = Path(path)
-    try:
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{p}: {what} not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{p}: expected a {what}, found a folder") from None
-    except OSError as e:
-        raise DataError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+from dfer.io import read_bytes
 
 
 def decode_utf8(data: bytes, path: str | os.PathLike) -> str:

@@ -255,6 +255,37 @@ def test_channels_last_inference_layout_keeps_the_outputs(name):
     assert torch.allclose(model(x), before, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["tsm_resnet18", "resnet18_gru", "r3d_18", "rdfer_resnet18"])
+@torch.no_grad()
+def test_folding_batchnorm_keeps_the_outputs_and_leaves_no_batchnorm(name):
+    from dfer.inference import fold_batchnorm
+
+    model = build(name)
+    g = torch.Generator().manual_seed(5)
+    for m in model.modules():  # statistics far from the initial (0, 1), so a missed fold shows
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 2 + 0.25)
+            m.weight.copy_(torch.randn(m.num_features, generator=g))
+            m.bias.copy_(torch.randn(m.num_features, generator=g))
+    model.train()  # folding puts the model in eval mode itself
+    x = clip(2, 4, seed=3, size=SIZE.get(name, H))
+    before = model.eval()(x)
+    model.train()
+    assert fold_batchnorm(model) is model and not model.training
+    assert not [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    after = model(x)
+    assert torch.allclose(after, before, atol=1e-4 * before.abs().max().item(), rtol=1e-4)
+
+
+def test_folding_leaves_a_batchnorm_that_no_convolution_feeds():
+    from dfer.inference import fold_batchnorm
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm1d(4))
+    fold_batchnorm(model)
+    assert isinstance(model[2], nn.BatchNorm2d) and isinstance(model[4], nn.BatchNorm1d)
+
+
 # ----------------------------------------------------------------------- GRU / R3D
 
 

@@ -6,6 +6,9 @@ the face videos in tests/data/videos.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ from dfer.preprocess.track import (
     FrameSource, TrackConfig, box_iou, build_track, detection_steps, faces_from_frames, fill_track,
     link_tracks, select_track, smooth_landmarks,
 )
-from dfer.preprocess.video import iter_frames, probe_video
+from dfer.preprocess.video import iter_decoded, iter_frames, probe_video, read_ahead
 
 
 def _similarity(scale: float, angle: float, shift) -> np.ndarray:
@@ -280,14 +283,14 @@ def test_a_frame_that_cannot_be_converted_is_one_data_error_naming_the_file_and_
 
     from dfer.preprocess.video import DecodedFrame
 
-    class Picture:  # a decoded picture whose conversion fails, as an odd pixel format's does
+    class Picture:  # a decoded picture
         width, height, planes = 4, 2, ()
 
-        def to_ndarray(self, format):
-            raise (av.error.InvalidDataError(1094995529, "Invalid data found") if error == "ffmpeg"
-                   else ValueError("Conversion from yuv444p16le to rgb24 is not supported"))
+    def convert(picture):  # whose conversion fails, as an odd pixel format's does
+        raise (av.error.InvalidDataError(1094995529, "Invalid data found") if error == "ffmpeg"
+               else ValueError("Conversion from yuv444p16le to rgb24 is not supported"))
 
-    frame = DecodedFrame(Picture(), "/videos/clip.mov", 17)
+    frame = DecodedFrame(Picture(), "/videos/clip.mov", 17, convert)
     with pytest.raises(DataError, match=r"^/videos/clip\.mov: (cannot convert frame 17 to RGB|unsupported video)"):
         frame.rgb()
     assert not frame.converted and frame.nbytes == 4 * 2 * 3
@@ -324,3 +327,85 @@ def test_hevc_video_with_a_face_that_leaves_counts_the_lost_frames(videos_dir, d
     # the face is there at the start and gone at the end: the lost frames are one block at the end
     assert track.found[:60].all() and not track.found[-40:].any()
     assert np.all(np.diff(track.found.astype(int)) <= 0)
+
+
+# ----------------------------------------------------------------------- read-ahead
+def test_read_ahead_gives_the_items_in_order_and_stays_within_its_depth():
+    made, taken = [], []
+
+    def items():
+        for i in range(60):
+            made.append(i)
+            yield i
+
+    out = []
+    for item in read_ahead(items(), depth=3):
+        out.append(item)
+        taken.append(item)
+        time.sleep(0.001)
+        # at most depth items queued, one in the producer's hand, one just handed over
+        assert len(made) - len(taken) <= 3 + 1
+    assert out == list(range(60))
+
+
+def test_read_ahead_raises_the_sources_error_where_it_happened():
+    def items():
+        yield from range(3)
+        raise DataError("clip.mp4: decoding failed at frame 3")
+
+    got = []
+    with pytest.raises(DataError, match="frame 3"):
+        for item in read_ahead(items(), depth=8):
+            got.append(item)
+    assert got == [0, 1, 2]
+
+
+def test_closing_read_ahead_stops_its_thread_and_closes_the_source_there():
+    closed_in = []
+
+    def items():
+        try:
+            for i in range(10_000):
+                yield i
+        finally:
+            closed_in.append(threading.current_thread().name)
+
+    stream = read_ahead(items(), depth=2)
+    assert [next(stream), next(stream)] == [0, 1]
+    stream.close()
+    assert closed_in == ["dfer-read-ahead"]
+    assert not [t for t in threading.enumerate() if t.name == "dfer-read-ahead"]
+
+
+def test_read_ahead_of_depth_0_runs_in_the_callers_thread():
+    where = []
+
+    def items():
+        where.append(threading.current_thread())
+        yield 1
+
+    assert list(read_ahead(items(), depth=0)) == [1]
+    assert where == [threading.current_thread()]
+
+
+def test_one_converter_for_a_stream_gives_pyavs_pixels_and_frames_that_stay_apart(videos_dir):
+    import av
+
+    from dfer.data.decode import RgbConverter
+
+    convert = RgbConverter()
+    with av.open(str(videos_dir / "single_face.mp4")) as container:
+        pictures = list(container.decode(video=0))[:12]
+    arrays = [convert(p) for p in pictures]  # all kept: no array may be a later one's buffer
+    for picture, array in zip(pictures, arrays):
+        np.testing.assert_array_equal(array, picture.to_ndarray(format="rgb24"))
+        np.testing.assert_array_equal(convert(picture, 320, 180), picture.to_ndarray(format="rgb24", width=320, height=180))
+    assert not np.array_equal(arrays[0], arrays[-1])
+
+
+def test_read_ahead_decodes_a_video_to_the_same_frames(videos_dir):
+    path = videos_dir / "single_face.mp4"
+    direct = [f.rgb() for f in iter_decoded(path)]
+    ahead = [f.rgb() for f in read_ahead(iter_decoded(path), depth=4)]
+    assert len(ahead) == len(direct) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(ahead, direct))

@@ -14,13 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from dfer.data.transforms import to_model_input
 from dfer.distributed import DistInfo, unwrap
 from dfer.models import TSMResNet18
 
 __all__ = ["Predictions", "shard_rows", "predict_loader", "clip_probabilities", "clip_and_frame_logits",
-           "channels_last"]
+           "channels_last", "fold_batchnorm"]
 
 
 def channels_last(model: torch.nn.Module) -> torch.nn.Module:
@@ -34,6 +37,45 @@ def channels_last(model: torch.nn.Module) -> torch.nn.Module:
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.weight.data = module.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+_CONV_BN = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d, nn.BatchNorm3d))
+
+
+def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    return any(isinstance(conv, c) and type(bn) is b for c, b in _CONV_BN) and \
+        bn.track_running_stats and bn.running_mean is not None and bn.num_features == conv.out_channels
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` (in place) with each BatchNorm that directly follows a convolution folded
+    into it, for inference: the convolution takes the normalisation's scale into its weight
+    and its shift into its bias, and the BatchNorm becomes an identity. About a tenth of a
+    ResNet-18 forward pass on the CPU is the BatchNorms' passes over the activations.
+
+    Folded are the pairs whose order is certain: neighbours in an ``nn.Sequential`` (a
+    torchvision ResNet's downsample, a 3-D ResNet's stem and branches) and torchvision's
+    ResNet stem and blocks (``conv1 -> bn1``, ``conv2 -> bn2``, ``conv3 -> bn3``, which
+    dfer's TSM block keeps). The outputs equal the unfolded model's in eval mode up to
+    float rounding; the model is for inference from then on (it puts the model in eval
+    mode: a folded BatchNorm cannot train, nor update running statistics).
+    """
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for a, b in zip(names, names[1:]):
+                conv, bn = module._modules[a], module._modules[b]
+                if _foldable(conv, bn):
+                    module._modules[a] = fuse_conv_bn_eval(conv, bn)
+                    module._modules[b] = nn.Identity()
+        if isinstance(module, (ResNet, BasicBlock, Bottleneck)):
+            for i in ("1", "2", "3"):
+                conv, bn = getattr(module, f"conv{i}", None), getattr(module, f"bn{i}", None)
+                if conv is not None and bn is not None and _foldable(conv, bn):
+                    setattr(module, f"conv{i}", fuse_conv_bn_eval(conv, bn))
+                    setattr(module, f"bn{i}", nn.Identity())
     return model
 
 

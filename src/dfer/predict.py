@@ -79,10 +79,10 @@ from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from dfer.data.transforms import CentreFraction, Compose, Grey, IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, DfeError, first_line
-from dfer.inference import channels_last, clip_probabilities
+from dfer.inference import channels_last, clip_probabilities, fold_batchnorm
 from dfer.io import write_text_atomic
 from dfer.models import create_model_for_weights
-from dfer.preprocess.video import DecodedFrame, as_rgb, iter_decoded, probe_video
+from dfer.preprocess.video import DecodedFrame, as_rgb, iter_decoded, probe_video, read_ahead
 from dfer.pretrained import NAME, weights_path
 from dfer.pretrained.model import build_model
 
@@ -249,8 +249,10 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
                size: int | None = None, num_frames: int | None = None, device: str = "auto") -> ModelBundle:
     """Load a model: dfer's shipped FER+ model, a run directory or a bare checkpoint file.
 
-    The model comes in eval mode with its 2-D convolutions in channels-last layout
-    (:func:`dfer.inference.channels_last`: faster; the outputs equal up to float rounding).
+    The model comes for inference: in eval mode, its BatchNorms folded into the
+    convolutions before them (:func:`dfer.inference.fold_batchnorm`) and its 2-D
+    convolutions in channels-last layout (:func:`dfer.inference.channels_last`): faster,
+    the outputs equal up to float rounding.
 
     Args:
         run: run directory of ``dfer train`` (config.yaml, classes.json, checkpoints/).
@@ -301,7 +303,8 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
     if bundle.num_frames < 1:
         raise ConfigError(f"--num-frames must be >= 1, got {bundle.num_frames}")
     bundle.source.update(size=bundle.size, num_frames=bundle.num_frames)
-    channels_last(bundle.model)  # faster convolutions; the same outputs up to float rounding
+    # faster convolutions, the same outputs up to float rounding
+    channels_last(fold_batchnorm(bundle.model))
     return bundle
 
 
@@ -534,7 +537,7 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
 
         def frames() -> Iterator[_TimedFrame]:
             decoded[0] = 0
-            return timer.frames(iter_decoded(path, threads=1), decoded)
+            return timer.frames(read_ahead(iter_decoded(path, threads=1)), decoded)
 
         return _Media(info.width, info.height, info.fps, frames, decoded)
     t0 = time.perf_counter()

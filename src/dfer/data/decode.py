@@ -28,6 +28,7 @@ import functools
 import io
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ from dfer.errors import DataError
 from dfer.io import read_bytes
 
 __all__ = ["list_frame_files", "read_frames", "read_image", "read_video_frames", "probe_num_frames",
-           "num_frames_of", "clear_caches"]
+           "num_frames_of", "clear_caches", "RgbConverter"]
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -298,10 +299,31 @@ def count_decoded_frames(path: str | os.PathLike) -> int:
         return sum(1 for _ in _decode(container, stream, path))
 
 
-def _to_rgb(frame, factor: int) -> np.ndarray:
+class RgbConverter:
+    """Decoded video frames -> RGB uint8 arrays (H, W, 3) through one FFmpeg scaler, reused.
+
+    PyAV's ``frame.to_ndarray(format="rgb24")`` sets up a new scaler context on every call,
+    which costs three times the conversion of a 640x360 frame itself (0.71 against 0.18 ms
+    a frame, the same pixels); one converter per stream sets it up once. A lock keeps the
+    context to one thread at a time (``dfer predict`` decodes in a background thread).
+    """
+
+    def __init__(self):
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+        self._lock = threading.Lock()
+
+    def __call__(self, frame, width: int | None = None, height: int | None = None) -> np.ndarray:
+        """``frame`` (an ``av.VideoFrame``) as RGB, scaled to ``width`` x ``height`` if given."""
+        with self._lock:
+            return self._reformatter.reformat(frame, width=width, height=height, format="rgb24").to_ndarray()
+
+
+def _to_rgb(frame, factor: int, convert: RgbConverter) -> np.ndarray:
     if factor > 1:
-        return frame.to_ndarray(format="rgb24", width=frame.width // factor, height=frame.height // factor)
-    return frame.to_ndarray(format="rgb24")
+        return convert(frame, frame.width // factor, frame.height // factor)
+    return convert(frame)
 
 
 def read_video_frames(path: str | os.PathLike, indices, *, size_hint: int | None = None) -> np.ndarray:
@@ -341,13 +363,14 @@ def _decode_wanted(path, index, wanted: set[int], size_hint, *, seek: bool) -> d
                 container.seek(int(index.pts[k[-1]]), stream=stream, backward=True, any_frame=False)
         factor = None
         count = -1
+        convert = RgbConverter()
         for frame in _decode(container, stream, path):
             count += 1
             i = count if frame_of is None else frame_of.get(frame.pts, -1)
             if factor is None:
                 factor = _reduction(frame.width, frame.height, size_hint)
             if i in wanted and i not in got:
-                got[i] = _to_rgb(frame, factor)
+                got[i] = _to_rgb(frame, factor, convert)
                 if len(got) == len(wanted):
                     break
             if frame_of is None and count >= last:

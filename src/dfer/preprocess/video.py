@@ -11,15 +11,18 @@ breaks midway, the frame.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from dfer.data.decode import open_video
+from dfer.data.decode import RgbConverter, open_video
 from dfer.errors import DataError
 
-__all__ = ["VideoInfo", "probe_video", "iter_frames", "iter_decoded", "DecodedFrame", "as_rgb"]
+__all__ = ["VideoInfo", "probe_video", "iter_frames", "iter_decoded", "read_ahead", "DecodedFrame", "as_rgb"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,11 @@ class DecodedFrame:
         index: the frame's number in presentation order.
     """
 
-    __slots__ = ("_frame", "_array", "_source", "_bytes", "index", "width", "height")
+    __slots__ = ("_frame", "_array", "_source", "_convert", "_bytes", "index", "width", "height")
 
-    def __init__(self, frame, source: str, index: int):
+    def __init__(self, frame, source: str, index: int, convert: RgbConverter | None = None):
         self._frame, self._array, self._source, self.index = frame, None, source, int(index)
+        self._convert = convert or RgbConverter()
         self.width, self.height = int(frame.width), int(frame.height)
         # the decoded picture, or the RGB array it becomes, whichever is larger (10-bit 4:2:2
         # holds 4 bytes a pixel, more than RGB's 3)
@@ -88,16 +92,16 @@ class DecodedFrame:
             DataError: a pixel format PyAV cannot convert (the file and frame are named).
         """
         if self._array is None:
-            self._array = _to_rgb(self._frame, self._source, self.index)
-            self._frame = None
+            self._array = _to_rgb(self._frame, self._source, self.index, self._convert)
+            self._frame = self._convert = None
         return self._array
 
 
-def _to_rgb(frame, source: str, index: int) -> np.ndarray:
+def _to_rgb(frame, source: str, index: int, convert: RgbConverter) -> np.ndarray:
     import av
 
     try:
-        return frame.to_ndarray(format="rgb24")
+        return convert(frame)
     except av.error.FFmpegError as e:
         raise DataError(f"{source}: cannot convert frame {index} to RGB ({type(e).__name__}: {e})") from None
     except (NotImplementedError, ValueError) as e:  # a pixel format PyAV cannot handle
@@ -128,6 +132,65 @@ def iter_frames(path: str | os.PathLike, threads: int = 1) -> Iterator[np.ndarra
         yield frame.rgb()
 
 
+T = TypeVar("T")
+_END = object()
+
+
+def read_ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead of the consumer.
+
+    FFmpeg decodes with the GIL released, so a video's next frames decode on one core
+    while the caller detects or classifies with the rest (``dfer predict``: decoding hides
+    behind detection). The items and their order are exactly ``items``'; an exception
+    raised by ``items`` is raised here at the same place in the sequence. Closing the
+    returned generator (or dropping it) stops the thread after the item in hand and closes
+    ``items`` (a video file is closed), in the background thread that opened it.
+
+    Args:
+        items: any iterable; it is iterated in the background thread only.
+        depth: items decoded ahead at most; 0 iterates ``items`` in the caller's thread.
+    """
+    if depth < 1:
+        yield from items
+        return
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                ahead.put((item, None))
+                if stop.is_set():
+                    return
+            ahead.put((_END, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put((_END, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="dfer-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = ahead.get()
+            if exc is not None:
+                raise exc
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # free the queue so a producer blocked on put() can see stop
+            try:
+                ahead.get(timeout=0.01)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
 def iter_decoded(path: str | os.PathLike, threads: int = 1) -> Iterator[DecodedFrame]:
     """Decode the first video stream frame by frame, leaving the RGB conversion to each
     :class:`DecodedFrame` (its :meth:`~DecodedFrame.rgb`); the frames stay valid after the
@@ -141,6 +204,7 @@ def iter_decoded(path: str | os.PathLike, threads: int = 1) -> Iterator[DecodedF
 
     container = open_video(path)
     source = os.fspath(path)
+    convert = RgbConverter()  # one scaler for the stream's frames
     t = 0
     try:
         stream = container.streams.video[0]
@@ -148,7 +212,7 @@ def iter_decoded(path: str | os.PathLike, threads: int = 1) -> Iterator[DecodedF
         stream.thread_type = "AUTO" if threads > 1 else "SLICE"
         try:
             for frame in container.decode(stream):
-                yield DecodedFrame(frame, source, t)
+                yield DecodedFrame(frame, source, t, convert)
                 t += 1
         except av.error.FFmpegError as e:
             raise DataError(f"{source}: decoding failed at frame {t} ({type(e).__name__}: {e})") from None

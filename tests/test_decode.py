@@ -171,6 +171,21 @@ def test_jpeg_decode_equals_pil_pixel_for_pixel(tmp_path, mode, size, subsamplin
     assert clip.flags.writeable and clip.flags.c_contiguous
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "LA", "P", "I;16", "1"])
+def test_png_decode_equals_pil_pixel_for_pixel(tmp_path, mode):
+    # 8-bit grey and RGB go through OpenCV; the others (whose conversion PIL defines) stay PIL's
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (19, 23, 4), dtype=np.uint8)
+    img = Image.fromarray(pixels, "RGBA").convert(mode) if mode not in ("I;16", "P") else \
+        Image.fromarray(pixels[..., :3]).convert("P") if mode == "P" else \
+        Image.fromarray(rng.integers(0, 65536, (19, 23), dtype=np.uint16))
+    path = tmp_path / "face.png"
+    img.save(path)
+    got = read_image(str(path))
+    assert got.dtype == np.uint8 and got.shape == (19, 23, 3)
+    assert np.array_equal(got, _pil_reference(path))
+
+
 def test_a_folder_of_png_and_jpeg_frames_reads_as_one_clip(tmp_path):
     # the first frame decides the clip's shape whichever decoder reads it
     folder = tmp_path / "mixed"

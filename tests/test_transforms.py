@@ -168,6 +168,21 @@ def test_pad_crop_is_reproducible_and_resizes_the_translate():
         RandomPadCrop(48, pad=-1)
 
 
+@pytest.mark.parametrize("pad,size,hw", [(4, 64, (48, 48)), (3, 48, (40, 52)), (9, 16, (6, 7))])
+def test_pad_crop_equals_cropping_the_zero_padded_frame_draw_for_draw(pad, size, hw):
+    # the definition: pad every frame with zeros, cut the frame's own size at the drawn
+    # (top, left), resize; the same two draws, so training pixels do not depend on how
+    clip = textured_clip(t=3, h=hw[0], w=hw[1], identical=False)
+    x = torch.from_numpy(clip).permute(0, 3, 1, 2)
+    for seed in range(40):
+        g = torch.Generator().manual_seed(seed)
+        top, left = (int(torch.randint(2 * pad + 1, (1,), generator=g)) for _ in range(2))
+        ref = F.pad(x, [pad] * 4, fill=0)[..., top:top + hw[0], left:left + hw[1]]
+        if hw != (size, size):
+            ref = F.resize(ref, [size, size], antialias=True)
+        assert torch.equal(RandomPadCrop(size, pad)(clip, torch.Generator().manual_seed(seed)), ref), seed
+
+
 def test_build_transforms_pad_crop_trains_by_translation_and_tests_as_before():
     clip = textured_clip(t=2, h=48, w=48, identical=False)
     for size in (32, 48, 64):

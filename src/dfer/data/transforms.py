@@ -120,9 +120,15 @@ class RandomPadCrop:
         clip = as_clip_tensor(clip)
         h, w = clip.shape[-2:]
         top, left = _randint(2 * self.pad + 1, generator), _randint(2 * self.pad + 1, generator)
-        if self.pad:
-            clip = F.pad(clip, [self.pad] * 4, fill=0)
-        clip = clip[..., top:top + h, left:left + w]
+        # the frame's own size cut from the zero-padded frame at (top, left): out[y, x] =
+        # frame[y + dy, x + dx], zero outside; one copy of the overlap, no padded frame
+        dy, dx = top - self.pad, left - self.pad
+        if dy or dx:
+            moved = torch.zeros_like(clip)
+            if abs(dy) < h and abs(dx) < w:
+                moved[..., max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)] = \
+                    clip[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)]
+            clip = moved
         if (h, w) != (self.size, self.size):
             clip = F.resize(clip, [self.size, self.size], antialias=True)
         return clip

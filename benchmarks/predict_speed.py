@@ -30,6 +30,8 @@ Model loading is not timed (it happens once per ``dfer predict`` call, not per v
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -84,6 +86,9 @@ def measure(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.cores)
     cv2.setNumThreads(args.cores)
+    # as that tree's dfer command line does at start (a tree from before it had none)
+    runtime = importlib.util.find_spec("dfer.runtime")
+    kept = importlib.import_module("dfer.runtime").keep_freed_memory() if runtime else None
     cfg = PredictConfig(window_seconds=args.window_seconds, stride=args.stride, batch_size=args.batch_size,
                         detect_every=args.detect_every, max_side=args.max_side, threads=args.cores)
     detector = RetinaFaceDetector(DetectorConfig(max_side=args.max_side, num_threads=args.cores))
@@ -118,6 +123,7 @@ def measure(args: argparse.Namespace) -> dict:
     return {
         "video": Path(args.video).name, "width": first["width"], "height": first["height"], "fps": first["fps"],
         "frames": first["frames"], "duration_s": round(first["duration_s"], 3), "cores": args.cores,
+        "keep_freed_memory": kept,
         "pinned_cpus": pinned, "model": "tsm_resnet18 (random init), 7 classes", "dfer": str(Path(dfer.__file__).parent),
         "settings": {"window_seconds": args.window_seconds, "stride": args.stride or "window length",
                      "detect_every": args.detect_every, "max_side": args.max_side, "batch_size": args.batch_size,

@@ -36,6 +36,7 @@ from torchvision.models import resnet18
 
 from dfer.models import create_model
 from dfer.models import tsm
+from dfer.runtime import keep_freed_memory
 
 
 def cat_shift(x: torch.Tensor, shift_div: int | None = 8) -> torch.Tensor:
@@ -122,9 +123,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--channels-last", action="store_true")
     a = p.parse_args()
+    kept = keep_freed_memory()  # as dfer's command line does (MALLOC_MMAP_MAX_=65536 measures without)
     if a.threads:
         torch.set_num_threads(a.threads)
-    report = {"benchmark": "shift_overhead", "batch": a.batch, "frames": a.frames, "rounds": a.rounds,
+    report = {"benchmark": "shift_overhead", "keep_freed_memory": kept, "batch": a.batch, "frames": a.frames, "rounds": a.rounds,
               "channels_last": a.channels_last, "threads": torch.get_num_threads(), "torch": torch.__version__,
               "cpu": platform.processor() or platform.machine(), "load_avg_1min": os.getloadavg()[0],
               "sizes": [measure(s, a) for s in a.size], "target_tsm_over_resnet": 1.05}

@@ -38,6 +38,7 @@ from dfer.data.dataset import build_loader
 from dfer.data.splits import build_splits, make_dataset
 from dfer.data.transforms import to_model_input
 from dfer.models import create_model
+from dfer.runtime import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "ferplus" / "still_face.yaml"
@@ -77,6 +78,7 @@ def main() -> int:
     if not (a.root / "FER2013Train" / "label.csv").is_file():
         print(f"{a.root}: no FER2013Train/label.csv (expected FER+'s folders)", file=sys.stderr)
         return 2
+    kept = keep_freed_memory()  # as dfer's command line does (MALLOC_MMAP_MAX_=65536 measures without)
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,7 +119,7 @@ def main() -> int:
             rates["loader"].append(batch * a.steps / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(json.dumps({
-        "benchmark": "still_face_epoch", "recipe": str(RECIPE.relative_to(REPO)), "images": len(ds),
+        "benchmark": "still_face_epoch", "keep_freed_memory": kept, "recipe": str(RECIPE.relative_to(REPO)), "images": len(ds),
         "batch": batch, "size": cfg.data.size, "num_workers": cfg.data.num_workers, "threads": a.threads,
         "device": str(device), "load_avg_1min": os.getloadavg()[0],
         "images_per_s": {k: round(v, 1) for k, v in med.items()},

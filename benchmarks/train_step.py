@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from dfer.models import create_model, list_models
+from dfer.runtime import keep_freed_memory
 
 
 def time_steps(model: torch.nn.Module, clip: torch.Tensor, label: torch.Tensor, warmup: int, iters: int) -> list[float]:
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    kept = keep_freed_memory()  # as dfer's command line does (MALLOC_MMAP_MAX_=65536 measures without)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,6 +80,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "train_step",
+                "keep_freed_memory": kept,
                 "model": args.model,
                 "batch": args.batch,
                 "frames": args.frames,

@@ -52,6 +52,7 @@ from dfer.data.decode import clear_caches, list_frame_files, read_image
 from dfer.data.sampling import SegmentSampler
 from dfer.data.table import ClipTable
 from dfer.data.transforms import build_transforms
+from dfer.runtime import keep_freed_memory
 
 
 def smooth_noise(rng: np.random.Generator, size: int, cells: int = 8) -> np.ndarray:
@@ -174,6 +175,7 @@ def main() -> None:
     if args.rounds < 1:
         p.error(f"--rounds must be >= 1, got {args.rounds}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    kept = keep_freed_memory()  # as dfer's command line does (MALLOC_MMAP_MAX_=65536 measures without)
     torch.set_num_threads(1)  # the main process is one loader core, like a worker
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp)
@@ -181,7 +183,7 @@ def main() -> None:
         clear_caches()
         result = {
             "clips": args.clips, "frames_per_clip": args.frames, "num_frames": args.num_frames,
-            "size": args.size, "cpus": cores, "rounds": args.rounds, "torch": torch.__version__,
+            "size": args.size, "cpus": cores, "rounds": args.rounds, "keep_freed_memory": kept, "torch": torch.__version__,
             "python": platform.python_version(),
         }
         arms = {f"{name}_w{w}": LoaderArm(table, args.num_frames, args.size, w, uint8)

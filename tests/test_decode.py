@@ -186,6 +186,47 @@ def test_png_decode_equals_pil_pixel_for_pixel(tmp_path, mode):
     assert np.array_equal(got, _pil_reference(path))
 
 
+def test_the_fast_decoders_do_decode_what_they_take(tmp_path, monkeypatch):
+    # 8-bit RGB and grey JPEG and PNG never reach PIL (a silent fallback would pass the tests above)
+    from dfer.data import decode
+
+    rng = np.random.default_rng(6)
+    paths = []
+    for mode in ("RGB", "L"):
+        img = Image.fromarray(rng.integers(0, 256, (21, 27, 3), dtype=np.uint8)).convert(mode)
+        for ext in ("jpg", "png"):
+            paths.append(tmp_path / f"{mode}.{ext}")
+            img.save(paths[-1])
+    want = {p: _pil_reference(p) for p in paths}
+
+    def no_pil(*args):
+        raise AssertionError("PIL was asked to decode")
+
+    monkeypatch.setattr(decode, "_decode_pil", no_pil)
+    for p in paths:
+        assert np.array_equal(read_image(str(p)), want[p]), p
+
+
+def test_a_png_orientation_tag_is_ignored_as_pil_ignores_it(tmp_path):
+    rng = np.random.default_rng(7)
+    img = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotate 180 degrees
+    path = tmp_path / "rotated.png"
+    img.save(path, exif=exif)
+    assert np.array_equal(read_image(str(path)), np.asarray(img))
+
+
+def test_oversized_images_meet_pils_decompression_bomb_limit(tmp_path, monkeypatch):
+    path = tmp_path / "face.jpg"
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(path)
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(tmp_path / "face.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for name in ("face.jpg", "face.png"):
+        with pytest.raises(DataError, match=name.replace(".", r"\.") + ": cannot decode image .*decompression bomb"):
+            read_image(str(tmp_path / name))
+
+
 def test_a_folder_of_png_and_jpeg_frames_reads_as_one_clip(tmp_path):
     # the first frame decides the clip's shape whichever decoder reads it
     folder = tmp_path / "mixed"

@@ -377,6 +377,15 @@ def test_closing_read_ahead_stops_its_thread_and_closes_the_source_there():
     assert not [t for t in threading.enumerate() if t.name == "dfer-read-ahead"]
 
 
+def test_read_ahead_raises_an_iterable_that_cannot_start():
+    class Broken:
+        def __iter__(self):
+            raise OSError("cannot open the source")
+
+    with pytest.raises(OSError, match="cannot open the source"):
+        list(read_ahead(Broken(), depth=2))
+
+
 def test_read_ahead_of_depth_0_runs_in_the_callers_thread():
     where = []
 

@@ -14,7 +14,7 @@ import importlib
 import sys
 
 from dfer.errors import DfeError
-from dfer.runtime import keep_freed_memory
+from dfer.runtime import MODEL_COMMANDS, keep_freed_memory
 
 #: name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     # intermix around sub-commands, so `dfer data stats` parses plainly)
     nested = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
     args = parser.parse_args(argv[1:]) if nested else parser.parse_intermixed_args(argv[1:])
-    keep_freed_memory()  # training and inference reuse their activations' pages (see its docstring)
+    if name in MODEL_COMMANDS:
+        keep_freed_memory()  # training and inference reuse their activations' pages (see its docstring)
     try:
         return int(module.run(args) or 0)
     except DfeError as e:

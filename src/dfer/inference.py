@@ -44,7 +44,8 @@ _CONV_BN = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return any(isinstance(conv, c) and type(bn) is b for c, b in _CONV_BN) and \
+    # a convolution whose class has its own forward may not be a plain convolution
+    return any(isinstance(conv, c) and type(conv).forward is c.forward and type(bn) is b for c, b in _CONV_BN) and \
         bn.track_running_stats and bn.running_mean is not None and bn.num_features == conv.out_channels
 
 
@@ -63,7 +64,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """
     model.eval()
     for module in model.modules():
-        if isinstance(module, nn.Sequential):
+        if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
             names = list(module._modules)
             for a, b in zip(names, names[1:]):
                 conv, bn = module._modules[a], module._modules[b]

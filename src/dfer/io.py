@@ -117,6 +117,6 @@ def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
     except FileNotFoundError:
         raise DataError(f"{p}: {what} not found") from None
     except IsADirectoryError:
-        raise DataError(f"{p}: expected a {what}, found a folder") from None
+        raise DataError(f"{p}: expected {'an' if what[:1] in 'aeiou' else 'a'} {what}, found a folder") from None
     except OSError as e:
         raise DataError(f"{p}: cannot read {what}: {e.strerror or e}") from None

@@ -327,7 +327,9 @@ def load_pretrained(device: str = "auto") -> ModelBundle:
 
     A ResNet-18 over one grey face trained on FER+ (classes neutral, happy, surprise, sad,
     angry, disgust, fear, contempt); it lies inside the package, nothing is downloaded.
-    Load it once and pass it to every :func:`predict_video` call.
+    Load it once and pass it to every :func:`predict_video` call. The bundle's model is
+    for inference (its BatchNorms are folded into the convolutions, see :func:`load_model`);
+    to fine-tune the weights, train from them with ``model.pretrained: ferplus``.
 
     Args:
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
@@ -375,7 +377,9 @@ def input_transform(bundle: ModelBundle, *, face_crop: bool = True):
 # ---------------------------------------------------------------------------- one input
 class _Timer:
     """Seconds spent per stage (decode, detect, align, transform, classify); a frame's RGB
-    conversion counts as decoding, wherever it happens."""
+    conversion counts as decoding, wherever it happens. Frames decode ahead in a background
+    thread (:func:`dfer.preprocess.video.read_ahead`), so "decode" is the time the pipeline
+    waited for decoded frames plus their conversion, not the decoder's own CPU time."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {"decode": 0.0, "detect": 0.0, "align": 0.0, "transform": 0.0,
@@ -541,7 +545,7 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
 
         return _Media(info.width, info.height, info.fps, frames, decoded)
     t0 = time.perf_counter()
-    image = read_image(str(path)).copy()  # PIL's buffer is read-only; torch wants to own writable memory
+    image = read_image(str(path)).copy()  # PIL's array may be read-only; torch wants writable memory
     timer.seconds["decode"] += time.perf_counter() - t0
     decoded[0] = 1
     return _Media(image.shape[1], image.shape[0], None, lambda: iter([image]), decoded)

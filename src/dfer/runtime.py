@@ -7,7 +7,10 @@ import ctypes
 import os
 import platform
 
-__all__ = ["keep_freed_memory"]
+__all__ = ["keep_freed_memory", "MODEL_COMMANDS"]
+
+#: the commands that train or run models, whose steps reuse large activations
+MODEL_COMMANDS = frozenset({"train", "evaluate", "demo", "predict", "cv", "reproduce"})
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
@@ -25,13 +28,16 @@ def keep_freed_memory() -> bool:
     its peak, which a training loop reaches every step anyway; host memory a GPU run
     allocates is small either way.
 
-    Does nothing off glibc (macOS, Windows, musl) and when ``MALLOC_MMAP_MAX_`` or
-    ``MALLOC_TRIM_THRESHOLD_`` is set (the user's setting stands). dfer's command line
-    calls it once at start. Returns whether it took effect.
+    Does nothing off glibc (macOS, Windows, musl) and when the user tunes malloc
+    (``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or ``glibc.malloc`` tunables in
+    ``GLIBC_TUNABLES``: their setting stands). dfer's command line calls it once at the
+    start of the commands that run models (:data:`MODEL_COMMANDS`). It cannot be undone in
+    the process. Returns whether it took effect.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ \
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -9,7 +9,7 @@ once, in parallel threads, before training:
 clip kind     what is done (cost)                                                bad when
 ============  =================================================================  =============
 frame folder  ``os.scandir`` count of image files (one directory read); the      missing, no
-              first and last frame decoded at 1/8 scale (``Image.draft``: two    images, a frame
+              first and last frame decoded at 1/8 scale (DCT scaling: two        images, a frame
               small JPEG decodes, ~1 ms)                                         undecodable
 video         packet index by demuxing the whole file without decoding (exact    missing, cannot
               frame count, also for variable frame rates; ~ the file's read      be opened or

@@ -111,8 +111,8 @@ def _turbo_shape(data: bytes, size_hint: int | None) -> tuple[int, int] | None:
         height, width, colours, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
-    if colours not in _TURBO_COLOURS:
-        return None
+    if colours not in _TURBO_COLOURS or width * height > (Image.MAX_IMAGE_PIXELS or 1 << 62):
+        return None  # PIL converts it, or refuses a decompression bomb with its own error
     f = _reduction(width, height, size_hint)
     return -(-height // f), -(-width // f)  # libjpeg rounds a scaled side up
 
@@ -133,7 +133,8 @@ def _decode_png(data: bytes) -> np.ndarray | None:
         return None
     import cv2  # imported here: corpora of JPEG frames and videos never pay for OpenCV
 
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # grey comes as three equal channels
+    # grey comes as three equal channels; an eXIf orientation is ignored, as PIL ignores it
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None or image.shape != (height, width, 3):
         return None
     return image if colour == 0 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -155,9 +156,9 @@ def _decode_pil(data: bytes, path: str, size_hint: int | None) -> np.ndarray:
 
 def _decode_image(data: bytes, path: str, size_hint: int | None, shape: tuple[int, int] | None,
             out: np.ndarray | None = None) -> np.ndarray:
-    """The frame in ``data`` as uint8 (H, W, 3): decoded into ``out`` (and returned) when
-    simplejpeg decodes it (``shape`` from :func:`_turbo_shape`) and ``out`` has that shape,
-    else a new array (PIL's read-only one for what simplejpeg leaves to PIL)."""
+    """The frame in ``data`` as uint8 (H, W, 3): in ``out`` (and returned) when simplejpeg
+    (``shape`` from :func:`_turbo_shape`) or OpenCV decodes it and ``out`` has its shape, else
+    a new array (PIL's read-only one for what both leave to PIL)."""
     if shape is not None:
         if out is not None and out.shape[:2] != shape:
             out = None

@@ -157,8 +157,9 @@ def read_ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
     stop = threading.Event()
 
     def produce() -> None:
-        it = iter(items)
+        it = None
         try:
+            it = iter(items)
             for item in it:
                 ahead.put((item, None))
                 if stop.is_set():
@@ -183,6 +184,10 @@ def read_ahead(items: Iterable[T], depth: int = 8) -> Iterator[T]:
             yield item
     finally:
         stop.set()
+        # a generator the garbage collector finalises in the worker itself: the worker sees
+        # stop after its next put (the queue has room: this generator no longer takes items)
+        if threading.current_thread() is worker:
+            return
         while worker.is_alive():  # free the queue so a producer blocked on put() can see stop
             try:
                 ahead.get(timeout=0.01)

@@ -107,6 +107,8 @@ def _turbo_shape(data: bytes, size_hint: int | None) -> tuple[int, int] | None:
     """(height, width) of the RGB frame simplejpeg decodes ``data`` to for ``size_hint``
     (the DCT-scaled size, as PIL's draft picks it), or None when ``data`` is not a JPEG it
     decodes to RGB."""
+    if not data.startswith(b"\xff\xd8"):  # no JPEG start-of-image marker: not simplejpeg's
+        return None
     try:
         height, width, colours, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:

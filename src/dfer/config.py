@@ -68,6 +68,11 @@ class DataConfig:
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     pad: int = 4
     flip: bool = True
+    #: centred fraction of every frame kept before the geometry (1.0: all of it); 0.65 of a
+    #: ``dfer preprocess`` face is the framing of the shipped FER+ model and its trunk
+    face_crop: float = 1.0
+    #: frames turned grey (three equal channels), as the shipped FER+ model sees faces
+    grey: bool = False
     #: hard label of a clip whose top votes tie: drop | first (in class order) | random
     #: (seeded); unset, a corpus with ties stops before anything is built
     ties: str | None = None
@@ -207,6 +212,7 @@ class RunConfig:
             ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
              "auto, cpu, cuda or cuda:N", self.device),
             ("data.num_workers", d.num_workers >= 0, ">= 0", d.num_workers),
+            ("data.face_crop", 0 < d.face_crop <= 1, "a fraction in (0, 1]", d.face_crop),
             ("data.scales", bool(d.scales) and all(0 < x <= 1 for x in d.scales), "fractions in (0, 1]",
              d.scales),
             ("model.dropout", 0 <= self.model.dropout < 1, "in [0, 1)", self.model.dropout),

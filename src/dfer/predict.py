@@ -76,7 +76,7 @@ from dfer.data.decode import probe_num_frames, read_image
 from dfer.distributed import resolve_device
 from dfer.data.sampling import SegmentSampler
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from dfer.data.transforms import CentreFraction, Compose, Grey, IMAGENET_MEAN, IMAGENET_STD, build_transforms
+from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, DfeError, first_line
 from dfer.inference import channels_last, clip_probabilities, fold_batchnorm
@@ -284,7 +284,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
         bundle = ModelBundle(model, tuple(run_classes), int(size or cfg.data.size),
                              int(num_frames or cfg.data.num_frames), dev,
                              {"run": str(run_dir), "which": which or ("best" if cfg.eval.select == "best_val" else "last"),
-                              "model": cfg.model.name})
+                              "model": cfg.model.name}, grey=bool(cfg.data.grey), face_crop=float(cfg.data.face_crop))
     else:
         path = Path(checkpoint)
         if not path.is_file():
@@ -355,23 +355,14 @@ def input_transform(bundle: ModelBundle, *, face_crop: bool = True):
     """The bundle's frame pipeline: uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
 
     The test-time transform of training (:func:`dfer.data.transforms.build_transforms`,
-    ``train=False``), preceded, only for a bundle that asks for them, by the centred
-    ``face_crop`` of the aligned face (``face_crop=False`` skips it: images that are
-    already tight crops, like FER+'s) and the grey conversion (:class:`Grey`). A model
-    trained by ``dfer train`` asks for neither and gets exactly ``build_transforms``.
+    ``train=False``) with the bundle's framing: the centred ``face_crop`` of the aligned
+    face (``face_crop=False`` skips it: images that are already tight crops, like FER+'s)
+    and the grey conversion, for a bundle that asks for them. A model trained by
+    ``dfer train`` gets its run's own ``data.face_crop`` and ``data.grey``.
     """
-    base = build_transforms(train=False, size=bundle.size, mean=bundle.mean or IMAGENET_MEAN,
-                            std=bundle.std or IMAGENET_STD)
-    ops = []
-    if face_crop and bundle.face_crop < 1:
-        ops.append(CentreFraction(bundle.face_crop))
-    if bundle.grey:
-        ops.append(Grey())
-    if not ops:
-        return base
-    hint = math.ceil(bundle.size / bundle.face_crop) if (face_crop and bundle.face_crop < 1) else base.size_hint
-    return Compose(ops + base.transforms, size_hint=hint)
-
+    return build_transforms(train=False, size=bundle.size, mean=bundle.mean or IMAGENET_MEAN,
+                            std=bundle.std or IMAGENET_STD, face_crop=bundle.face_crop if face_crop else 1.0,
+                            grey=bundle.grey)
 
 
 # ---------------------------------------------------------------------------- one input

@@ -16,7 +16,7 @@ hard label would count as "clear" and say nothing about coexistence).
 
 Commands::
 
-    dfer data stats SOURCE [--kind K] [--out DIR]     print the views, write two PNGs
+    dfer data stats SOURCE [--kind K] [-o KEY=VALUE] [--out DIR]   print the views, write two PNGs
     dfer data check SOURCE [--on-bad-clip skip] ...   the disk check (dfer.data.check)
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from dfer.data.check import check_table, write_skipped
-from dfer.data.corpora.registry import KINDS, load_source
+from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
 from dfer.data.table import ClipTable, Split
 from dfer.errors import ConfigError
 from dfer.io import refuse_foreign_folder, write_text_atomic
@@ -48,7 +48,10 @@ def compute_stats(table: ClipTable, clear_threshold: float = CLEAR_THRESHOLD) ->
         ``ambiguous`` (C,) per-class counts among clips with votes (Table 6);
         ``coexistence`` (C, C) or None without votes (Fig. 5); ``clear_threshold``;
         ``splits``: clips per fixed split present (``{"train": n, "val": m}``; empty when
-        the corpus has none, e.g. cross-validation folds only).
+        the corpus has none, e.g. cross-validation folds only); ``num_classes_present``
+        (classes with a clip); ``num_groups`` (distinct actors, scenes, ...: the table's
+        ``group``) and ``group_kind`` (what a group is, from ``meta["group_kind"]``);
+        ``folds``; ``num_skipped`` (clips the adapter left out, ``meta["skipped"]``).
     """
     C = table.num_classes
     hard = table.hard_labels()
@@ -61,6 +64,10 @@ def compute_stats(table: ClipTable, clear_threshold: float = CLEAR_THRESHOLD) ->
         "clear": None, "ambiguous": None, "coexistence": None,
         "splits": {s.name.lower(): int((table.split == s).sum()) for s in Split
                    if s != Split.NONE and (table.split == s).any()},
+        "num_classes_present": int((counts > 0).sum()),
+        "num_groups": len(np.unique(table.group[table.group != ""])),
+        "group_kind": table.meta.get("group_kind", "group"), "folds": table.folds(),
+        "num_skipped": len(table.meta.get("skipped") or ()),
     }
     if has.any():
         v = table.votes[has].astype(np.float64)
@@ -83,7 +90,7 @@ def format_stats(stats: dict) -> str:
     splits = stats.get("splits") or {}
     per_split = f" ({', '.join(f'{k} {v}' for k, v in splits.items())})" if splits else ""
     lines = [f"{stats['name']}: {stats['num_clips']} clips{per_split}, {stats['num_with_votes']} with votes, "
-             f"{stats['num_unlabelled']} without a class (no label or tied votes)", ""]
+             f"{stats['num_unlabelled']} without a class (no label or tied votes)", _shape(stats), ""]
     total = max(1, sum(stats["counts"]))
     head = f"{'class':<{w}} {'clips':>7} {'share':>6}"
     if stats["clear"] is not None:
@@ -112,6 +119,19 @@ def format_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def _shape(stats: dict) -> str:
+    """``6 classes present (7 in the class set), 8 actors, 4 folds``: what a split by
+    person or fold has to work with."""
+    parts = [f"{stats['num_classes_present']} classes present ({len(stats['classes'])} in the class set)"]
+    if stats.get("num_groups"):
+        parts.append(f"{stats['num_groups']} {stats['group_kind']}s")
+    if stats.get("folds"):
+        parts.append(f"{len(stats['folds'])} folds")
+    if stats.get("num_skipped"):
+        parts.append(f"{stats['num_skipped']} clips skipped by the reader (listed in the table's meta)")
+    return ", ".join(parts)
+
+
 def write_figures(stats: dict, out_dir: str | os.PathLike) -> list[Path]:
     """``class_distribution.png`` (Fig. 4) and, with votes, ``coexistence.png`` (Fig. 5)."""
     from dfer.plots import plot_class_distribution, plot_coexistence
@@ -134,6 +154,9 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=KINDS, help="corpus kind (default: detected from SOURCE)")
     p.add_argument("--root", help="re-root the paths of a list file or manifest (none may leave it)")
     p.add_argument("--classes", help="class set: basic7, mafw11, ... or a comma-separated list of names")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the corpus kind, e.g. -o folds=5 -o votes=processedResults/tabulatedVotes.csv "
+                        "-o pattern='(?P<actor>\\d+)_(?P<emotion>\\w+)' (repeat for several)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,12 +181,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args) -> ClipTable:
-    options = {}
-    if args.root is not None:
-        options["root"] = args.root
-    if args.classes is not None:
-        options["classes"] = args.classes
-    return load_source(args.kind, args.source, **options)
+    kind = args.kind or (detect_kind(args.source) if args.option else None)
+    options = option_values(kind, args.option) if args.option else {}
+    for key, value in (("root", args.root), ("classes", args.classes)):
+        if value is not None:
+            if key in options:
+                raise ConfigError(f"--{key} and -o {key}=... both given; give one")
+            options[key] = value
+    return load_source(kind, args.source, **options)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -290,7 +290,8 @@ class Compose:
 
 def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN_SCALES, flip: bool = True,
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                     crop: str = "scale", pad: int = 4, uint8: bool = False) -> Compose:
+                     crop: str = "scale", pad: int = 4, uint8: bool = False, face_crop: float = 1.0,
+                     grey: bool = False) -> Compose:
     """The MIDAS input pipeline, uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
 
     With ``uint8`` it stops after the geometry and returns uint8 (T, 3, size, size): dfer's
@@ -304,6 +305,11 @@ def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN
     Test: short side to ``size``, centre
     crop ``size`` x ``size`` (the whole face, as the scale-1 training crop), to [0, 1],
     normalise.
+
+    Before any of it, in training and test alike: the centred ``face_crop`` of each frame
+    (:class:`CentreFraction`; 1.0 keeps it whole) and, with ``grey``, the grey conversion
+    (:class:`Grey`): the framing of a face model such as the shipped FER+ one, which
+    ``dfer predict`` applies through this same function.
     """
     if int(size) < 1:
         raise ConfigError(f"size must be >= 1, got {size}")
@@ -320,10 +326,13 @@ def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN
     else:
         ops = [Resize(size), CenterCrop(size)]
         hint = int(size)
+    framing = ([CentreFraction(face_crop)] if face_crop < 1 else []) + ([Grey()] if grey else [])
+    if face_crop < 1:
+        hint = math.ceil(hint / face_crop)  # the crop is taken from a frame decoded this much larger
     if uint8:
-        return Compose(ops + [AsUint8Clip()], size_hint=hint)
+        return Compose(framing + ops + [AsUint8Clip()], size_hint=hint)
     # ToClipTensor returns a fresh tensor, so normalising it in place mutates nobody's data
-    return Compose(ops + [ToClipTensor(), Normalize(mean, std, inplace=True)], size_hint=hint)
+    return Compose(framing + ops + [ToClipTensor(), Normalize(mean, std, inplace=True)], size_hint=hint)
 
 
 class AsUint8Clip:

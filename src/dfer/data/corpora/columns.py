@@ -78,6 +78,7 @@ def read_columns(
     numeric: Callable[[list[str]], set[str]] = lambda header: set(),
     delimiter: str | None = None,
     what: str = "manifest",
+    unnamed_first: str | None = None,
 ) -> RawColumns:
     """Read a delimited file with a header row, or JSON lines, into columns.
 
@@ -88,6 +89,8 @@ def read_columns(
             runs of blanks.
         numeric: given the header, the names of the columns to parse as numbers.
         what: what the file is, for messages.
+        unnamed_first: the name to give a first column whose header cell is empty (R's
+            ``write.csv`` leaves its row-name column unnamed); None: an empty name fails.
 
     Raises:
         DataError: naming file:line for a missing file, non-UTF-8 bytes, a NUL byte, a
@@ -103,16 +106,18 @@ def read_columns(
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-        return _read_jsonl(p, data, numeric, what)
+        return _read_jsonl(p, data, numeric, what, unnamed_first)
     first = next((ln for ln in data[:1 << 16].split(b"\n") if ln.strip()), b"")
     if delimiter is None:
         delimiter = "\t" if b"\t" in first else "," if b"," in first or p.suffix.lower() == ".csv" else " "
     if delimiter != " " and b'"' not in data and b"\r" not in data.replace(b"\r\n", b"\n"):
-        return _read_fast(p, data, delimiter, numeric, what)
-    return _read_csv(p, data.decode("utf-8"), delimiter, numeric, what)
+        return _read_fast(p, data, delimiter, numeric, what, unnamed_first)
+    return _read_csv(p, data.decode("utf-8"), delimiter, numeric, what, unnamed_first)
 
 
-def _check_header(p: Path, header: list[str], line: int) -> None:
+def _check_header(p: Path, header: list[str], line: int, unnamed_first: str | None) -> None:
+    if header and not header[0] and unnamed_first:
+        header[0] = unnamed_first
     seen = set()
     for h in header:
         if not h:
@@ -123,7 +128,7 @@ def _check_header(p: Path, header: list[str], line: int) -> None:
 
 
 # ---------------------------------------------------------------------------- fast path
-def _read_fast(p: Path, data: bytes, delimiter: str, numeric, what: str) -> RawColumns:
+def _read_fast(p: Path, data: bytes, delimiter: str, numeric, what: str, unnamed_first: str | None) -> RawColumns:
     ascii_ = data.isascii()
     buf = np.frombuffer(data, np.uint8)
     nl = np.flatnonzero(buf == 10)
@@ -137,7 +142,7 @@ def _read_fast(p: Path, data: bytes, delimiter: str, numeric, what: str) -> RawC
         raise DataError(f"{p}: empty {what}; expected a header row")
     h = int(keep[0])
     header = [c.strip() for c in data[start[h]:end[h]].decode("utf-8").split(delimiter)]
-    _check_header(p, header, h + 1)
+    _check_header(p, header, h + 1, unnamed_first)
     rows = keep[1:]
     start, end = start[rows], end[rows]
     raw = RawColumns(p, header, lines=rows + 1)
@@ -224,7 +229,7 @@ def _blank(row: list[str]) -> bool:
     return not row
 
 
-def _read_csv(p: Path, text: str, delimiter: str, numeric, what: str) -> RawColumns:
+def _read_csv(p: Path, text: str, delimiter: str, numeric, what: str, unnamed_first: str | None) -> RawColumns:
     if delimiter == " ":
         reader = ([c for c in ln.split()] for ln in io.StringIO(text))
         rows_lines = ((r, i) for i, r in enumerate(reader, 1))
@@ -247,7 +252,7 @@ def _read_csv(p: Path, text: str, delimiter: str, numeric, what: str) -> RawColu
     except StopIteration:
         raise DataError(f"{p}: empty {what}; expected a header row") from None
     header = [c.strip() for c in header]
-    _check_header(p, header, hline)
+    _check_header(p, header, hline, unnamed_first)
     cells: list[list[str]] = [[] for _ in header]
     lines: list[int] = []
     ncol = len(header)
@@ -286,7 +291,7 @@ def _fill(raw: RawColumns, cells: list[list[str]], want: set[str]) -> None:
         raw.num[name], raw.empty[name] = out, empty
 
 
-def _read_jsonl(p: Path, data: bytes, numeric, what: str) -> RawColumns:
+def _read_jsonl(p: Path, data: bytes, numeric, what: str, unnamed_first: str | None) -> RawColumns:
     rows: list[tuple[int, dict]] = []
     for i, s in enumerate(data.decode("utf-8").split("\n"), 1):
         if not s.strip():
@@ -301,7 +306,7 @@ def _read_jsonl(p: Path, data: bytes, numeric, what: str) -> RawColumns:
     if not rows:
         raise DataError(f"{p}: empty {what}; expected one JSON object per line")
     header = [str(k).strip() for k in rows[0][1]]
-    _check_header(p, header, rows[0][0])
+    _check_header(p, header, rows[0][0], unnamed_first)
     keys = list(rows[0][1])
     known = set(keys)
     cells: list[list[str]] = [[] for _ in keys]

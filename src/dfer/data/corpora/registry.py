@@ -17,7 +17,17 @@ manifest   :func:`dfer.data.corpora.manifest.load_manifest`    the CSV / JSON-li
 ferplus    :func:`dfer.data.corpora.ferplus.load_ferplus`      FER+'s folders, or the folder of
                                                                fer2013.csv + fer2013new.csv
 synthetic  write_synthetic_dfew (if absent) + load_dfew        the synthetic corpus folder
+acted      :func:`dfer.data.corpora.acted.load_acted`          a folder of clips labelled by
+                                                               their names (``pattern=``,
+                                                               ``codes=``)
+javanese   :func:`dfer.data.corpora.acted.load_javanese`       the folder of ``AA-SS-EE_RR.mp4``
+ravdess    :func:`dfer.data.corpora.acted.load_ravdess`        the folder of ``Actor_NN/``
+cremad     :func:`dfer.data.corpora.acted.load_cremad`         the folder of CREMA-D's clips
+                                                               (``votes=`` tabulatedVotes.csv)
 =========  ==================================================  ==============================
+
+Options arrive from a config or a command line as plain values (str, int, bool, null):
+:func:`option_values` types ``KEY=VALUE`` words by the adapter's annotations.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import dataclasses
 import importlib
 import inspect
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -46,6 +57,10 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "manifest": ("dfer.data.corpora.manifest", "load_manifest"),
     "ferplus": ("dfer.data.corpora.ferplus", "load_ferplus"),
     "synthetic": ("dfer.data.corpora.dfew", "load_dfew"),
+    "acted": ("dfer.data.corpora.acted", "load_acted"),
+    "javanese": ("dfer.data.corpora.acted", "load_javanese"),
+    "ravdess": ("dfer.data.corpora.acted", "load_ravdess"),
+    "cremad": ("dfer.data.corpora.acted", "load_cremad"),
 }
 KINDS = tuple(ADAPTERS)
 
@@ -95,8 +110,54 @@ def _call(kind: str, fn, first: Any, options: dict[str, Any]):
         if unknown:
             allowed = [p for p in list(params)[1:]]
             raise ConfigError(f"corpus kind {kind!r}: unknown option(s) {unknown}; expected {allowed}")
+    needed = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and p.default is p.empty
+                    and n not in options)
+    if needed:
+        raise ConfigError(f"corpus kind {kind!r} needs the option(s) {needed}")
     _check_types(kind, fn, options)
     return fn(first, **options)
+
+
+def option_values(kind: str, words: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` words of a command line -> options of ``kind``'s adapter, each value
+    typed by the option's annotation: ``null`` (or nothing) is None where None is allowed,
+    ``true``/``false`` a bool, a whole number an int, a number a float; anything else
+    stays text (a pattern or a code table is never parsed as YAML).
+
+    Raises:
+        ConfigError: a word without ``=``, or a key given twice. (An unknown key is
+            reported by :func:`load_source` with the options the kind has.)
+    """
+    fn = _adapter(kind)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve: values stay text
+        hints = {}
+    out: dict[str, Any] = {}
+    for word in words:
+        key, sep, text = word.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"option {word!r} is not KEY=VALUE")
+        if key in out:
+            raise ConfigError(f"option {key} given twice")
+        tp = hints.get(key)
+        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+        low = text.strip().lower()
+        value: Any = text
+        if type(None) in args and low in ("", "null", "none"):
+            value = None
+        elif bool in args and low in ("true", "false"):
+            value = low == "true"
+        elif int in args and re.fullmatch(r"[+-]?[0-9]+", low):
+            value = int(low)
+        elif float in args:
+            try:
+                value = float(low)
+            except ValueError:
+                pass
+        out[key] = value
+    return out
 
 
 def detect_kind(path: str | os.PathLike) -> str:

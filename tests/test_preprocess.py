@@ -242,9 +242,9 @@ def test_wanted_frames_alone_are_aligned_and_equal_the_full_alignment(single_fac
     monkeypatch.setattr(track_module, "align_face", lambda image, *a, **k: warped.append(1) or real_align(image, *a, **k))
     asked = []
 
-    def wanted(n):
-        asked.append(n)
-        return np.arange(n) % 9 == 4
+    def wanted(track):
+        asked.append(track.num_frames)
+        return np.arange(track.num_frames) % 9 == 4
 
     some, track = faces_from_frames(frames, detector, TrackConfig(), wanted=wanted)
     some = list(some)
@@ -265,7 +265,7 @@ def test_lazy_frames_convert_only_what_is_detected_or_aligned_and_give_the_same_
     assert len(lazy) == len(eager) == 72 and all(isinstance(f, DecodedFrame) for f in lazy)
     assert (lazy[0].height, lazy[0].width) == eager[0].shape[:2] and [f.index for f in lazy] == list(range(72))
     assert lazy[0].nbytes == eager[0].nbytes  # 8-bit 4:2:0 holds less than its RGB: charged as RGB
-    wanted = lambda n: np.arange(n) % 10 == 5  # noqa: E731
+    wanted = lambda track: np.arange(track.num_frames) % 10 == 5  # noqa: E731
     crops_e, track_e = faces_from_frames(eager, detector, TrackConfig(detect_every=3), wanted=wanted)
     crops_l, track_l = faces_from_frames(lazy, detector, TrackConfig(detect_every=3), wanted=wanted)
     np.testing.assert_array_equal(track_l.landmarks, track_e.landmarks)
@@ -297,8 +297,9 @@ def test_a_frame_that_cannot_be_converted_is_one_data_error_naming_the_file_and_
 
 
 def test_a_wanted_mask_of_the_wrong_length_is_refused(single_face, detector):
-    with pytest.raises(ValueError, match=r"wanted\(72\) gave a mask of shape \(70,\), expected \(72,\)"):
-        faces_from_frames(list(iter_frames(single_face)), detector, TrackConfig(), wanted=lambda n: np.ones(n - 2, bool))
+    with pytest.raises(ValueError, match=r"wanted\(track\) gave a mask of shape \(70,\), expected \(72,\)"):
+        faces_from_frames(list(iter_frames(single_face)), detector, TrackConfig(),
+                          wanted=lambda t: np.ones(t.num_frames - 2, bool))
 
 
 def test_detect_every_interpolates_between_detections(single_face, detector):

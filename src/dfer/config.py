@@ -55,10 +55,27 @@ class SourceConfig:
 
 
 @dataclass
+class TrainSourceConfig(SourceConfig):
+    """A further corpus whose clips only ever train (``data.train_sources``): its training
+    part (the folds other than ``fold``, or ``train_split``; ``fold: null`` and
+    ``train_split: all`` for all of it) joins the main source's training clips, mapped into
+    the run's classes by emotion name (a class the corpus lacks is simply never its
+    target), ``repeat`` times over (a small corpus beside a large one)."""
+
+    fold: int | None = None
+    repeat: int = 1
+
+
+@dataclass
 class DataConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     #: optional different test corpus (cross-dataset: train on DFEW, test on AFEW).
     test_source: SourceConfig | None = None
+    #: further corpora that only train (e.g. FER+'s stills beside acted video clips)
+    train_sources: list[TrainSourceConfig] = field(default_factory=list)
+    #: copies of the main source's training clips per epoch (a small corpus beside a large
+    #: one in data.train_sources)
+    repeat: int = 1
     classes: str = "basic7"
     num_frames: int = 8
     size: int = 224
@@ -164,7 +181,14 @@ class RunConfig:
                               "fold never selects a model")
         if self.data.val_fraction > 0 and self.data.source.val_split:
             raise ConfigError("set data.val_fraction or data.source.val_split, not both")
-        for src_cfg, where in ((self.data.source, "data.source"), (self.data.test_source, "data.test_source")):
+        sources = [(self.data.source, "data.source"), (self.data.test_source, "data.test_source")]
+        sources += [(t, f"data.train_sources[{i}]") for i, t in enumerate(self.data.train_sources)]
+        for i, t in enumerate(self.data.train_sources):
+            if t.repeat < 1:
+                raise ConfigError(f"data.train_sources[{i}].repeat must be >= 1, got {t.repeat}")
+            if not t.root:
+                raise ConfigError(f"data.train_sources[{i}] has no root: set its root to the corpus's path")
+        for src_cfg, where in sources:
             if src_cfg is None:
                 continue
             for key in ("train_split", "test_split", "val_split"):
@@ -212,6 +236,7 @@ class RunConfig:
             ("device", re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
              "auto, cpu, cuda or cuda:N", self.device),
             ("data.num_workers", d.num_workers >= 0, ">= 0", d.num_workers),
+            ("data.repeat", d.repeat >= 1, ">= 1", d.repeat),
             ("data.face_crop", 0 < d.face_crop <= 1, "a fraction in (0, 1]", d.face_crop),
             ("data.scales", bool(d.scales) and all(0 < x <= 1 for x in d.scales), "fractions in (0, 1]",
              d.scales),
@@ -249,11 +274,12 @@ class RunConfig:
         subset = "" if self.data.train_subset == "all" else f"-{self.data.train_subset}"
         if self.robust.enabled:  # RDFER's treatment of the noisy clips is part of the protocol
             mode += f"_robust-{self.robust.noisy_policy}"
+        extra = "".join(f"+{t.kind}" for t in self.data.train_sources)
         test = ""
         if self.data.test_source is not None:
             test = f"_test-{self.data.test_source.kind}-{self.data.test_source.test_split}"
         where = ("cv" if cv else f"fold{src.fold}") if src.fold is not None else src.test_split
-        return f"{self.model.name}_{mode}_{src.kind}{subset}-{where}{test}"
+        return f"{self.model.name}_{mode}_{src.kind}{extra}{subset}-{where}{test}"
 
 
 # ---------------------------------------------------------------------- (de)serialisation

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 
 from dfer.checkpoint import load_run
 from dfer.config import DataConfig, EvalConfig, OptimConfig, RunConfig, SourceConfig
-from dfer.data.corpora.registry import KINDS, detect_kind, load_source
+from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
 from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
 from dfer.data.dataset import build_loader
 from dfer.data.splits import build_splits, make_dataset
@@ -38,7 +39,7 @@ from dfer.errors import ConfigError, DataError, first_line
 from dfer.inference import predict_loader, shard_rows
 from dfer.io import atomic_path, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
-from dfer.predict import input_transform, load_model
+from dfer.predict import PredictConfig, input_transform, load_model
 
 
 @torch.no_grad()
@@ -66,14 +67,17 @@ def predict_table(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=
 
 
 def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info=None,
-                   run_dir: Path | None = None, tag: str = "", transform=None, extra: dict | None = None) -> dict:
+                   run_dir: Path | None = None, tag: str = "", transform=None, extra: dict | None = None,
+                   probabilities: np.ndarray | None = None) -> dict:
     """Predict ``table``, compute every metric, write results(.tag).json, confusion(.tag).png
     and predictions(.tag).csv into ``run_dir`` (main process only). Returns the results.
 
     ``transform``: see :func:`predict_table`; ``extra``: entries added to the results
-    (e.g. what model was evaluated)."""
+    (e.g. what model was evaluated); ``probabilities``: (N, C) clip distributions made
+    elsewhere (the shipped model through ``dfer predict``'s path): ``model`` is then unused."""
     t0 = time.perf_counter()
-    probs = predict_table(model, table, cfg, device, dist_info=dist_info, transform=transform)
+    probs = (predict_table(model, table, cfg, device, dist_info=dist_info, transform=transform)
+             if probabilities is None else np.asarray(probabilities, np.float64))
     seconds = time.perf_counter() - t0
     if dist_info is not None and not dist_info.is_main:
         return {}
@@ -188,6 +192,41 @@ class _SharedClasses(torch.nn.Module):
         return self.model(clip)[..., self.index]
 
 
+def predict_clips(table: ClipTable, bundle, config, index: list[int]) -> tuple[np.ndarray, list[str]]:
+    """(N, len(index)) clip distributions of a model bundle over the videos and frame folders
+    of ``table``, each exactly as ``dfer predict`` answers for it (``summary.mean_probabilities``
+    of :func:`dfer.predict.predict_file`), reduced to the classes ``index`` and renormalised;
+    and the clip ids where no face was found (their row is uniform, so they count as wrong
+    only as often as chance allows — they are listed in the results).
+
+    A frame folder is taken as aligned faces (``dfer preprocess`` output) at the frame rate
+    its preprocessing recorded (``report.json`` above it).
+    """
+    from dfer.predict import make_detector, predict_file
+    from dfer.preprocess.pipeline import recorded_fps
+
+    detector = make_detector(config)
+    aligned = replace(config, aligned=True)
+    out = np.full((len(table), len(index)), 1.0 / len(index))
+    unanswered = []
+    for i, (clip_id, source, kind) in enumerate(zip(table.clip_id, table.source, table.kind)):
+        if kind == ClipKind.FRAMES:
+            fps = recorded_fps(source)
+            if fps is None:
+                raise DataError(f"{source}: a frame folder without the frame rate dfer preprocess records "
+                                f"(report.json above it): its windows cannot be placed in time")
+            report = predict_file(source, bundle, aligned, fps=fps)
+        else:
+            report = predict_file(source, bundle, config, detector)
+        mean = report["summary"].get("mean_probabilities")
+        if report["status"] != "ok" or mean is None:
+            unanswered.append(str(clip_id))
+            continue
+        p = np.asarray(mean, np.float64)[index]
+        out[i] = p / p.sum()
+    return out, unanswered
+
+
 def class_index(model_classes, corpus_classes) -> list[int]:
     """Index in ``model_classes`` of each of ``corpus_classes``, by name.
 
@@ -240,8 +279,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", metavar="KIND:PATH",
                    help="evaluate on another corpus: KIND:PATH (e.g. afew:/data/AFEW, ferplus:/data/FERPlus), or "
                         "PATH alone to detect the kind")
-    p.add_argument("--split", default=None, help="split of --source to use: train, val or test (default test; "
-                                                 "AFEW: val)")
+    p.add_argument("--split", default=None, help="split of --source to use: train, val, test or all (default test; "
+                                                 "AFEW: val; all: every clip, for corpora without splits such as "
+                                                 "the acted ones)")
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of --source's corpus kind, e.g. -o folds=4 (repeatable)")
     p.add_argument("--fold", type=int, default=None, help="fold of --source to use as test set")
     p.add_argument("--ties", choices=["drop", "first", "random"], default=None,
                    help="hard label of a clip whose top votes tie: first (in class order), random or drop (default "
@@ -257,11 +299,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
-def _source_table(spec: str, split: str | None, fold: int | None, classes=None) -> tuple[ClipTable, str, str]:
-    """(table of the chosen part of ``--source``, kind, part name); ``classes`` re-indexes it."""
+def _source_table(spec: str, split: str | None, fold: int | None, classes=None,
+                  options: list[str] | None = None) -> tuple[ClipTable, str, str]:
+    """(table of the chosen part of ``--source``, kind, part name); ``classes`` re-indexes it;
+    ``options``: ``KEY=VALUE`` options of the corpus kind."""
     kind, root = parse_source(spec)
     kind = kind or detect_kind(root)
     part = split or ("val" if kind == "afew" else "test")
+    extra = option_values(kind, options) if options else {}
+    if fold is None and part == "all":
+        table = load_source(kind, root, **extra)
+        table = table.to_classes(classes) if classes is not None else table
+        if len(table) == 0:
+            raise DataError(f"{root}: no clips in this {kind} corpus")
+        return table, kind, "all"
     if fold is None:
         code = SPLIT_NAMES.get(part.strip().lower())
         if code not in (Split.TRAIN, Split.VAL, Split.TEST):
@@ -269,7 +320,7 @@ def _source_table(spec: str, split: str | None, fold: int | None, classes=None) 
         part = {Split.TRAIN: "train", Split.VAL: "val", Split.TEST: "test"}[code]
     # FER+ reads (and checks) only the split asked for: its train folder holds 28k images
     options = {"splits": [part]} if kind == "ferplus" and fold is None else {}
-    table = load_source(kind, root, **options)
+    table = load_source(kind, root, **{**options, **extra})
     if classes is not None:
         table = table.to_classes(classes)
     if fold is not None:
@@ -305,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ties:
         cfg.data.ties = args.ties
     if args.source:
-        table, kind, _ = _source_table(args.source, args.split, args.fold, classes)
+        table, kind, _ = _source_table(args.source, args.split, args.fold, classes, args.option)
         table = table.resolve_labels(cfg.data.ties, cfg.seed, f"{args.source} (test clips)", required=False)
         tag = args.tag or kind
     else:
@@ -336,7 +387,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
     # the model first: a broken install is reported before a large corpus is read
     bundle = load_model(pretrained=True, device=args.device)
-    table, kind, part = _source_table(args.source, args.split, args.fold)
+    table, kind, part = _source_table(args.source, args.split, args.fold, options=args.option)
     table = table.resolve_labels(args.ties or "first", 0, f"{args.source} ({part} clips)")
     index = class_index(bundle.classes, table.classes)
     model = _SharedClasses(bundle.model, index).to(bundle.device).eval()
@@ -361,8 +412,19 @@ def _run_pretrained(args: argparse.Namespace) -> int:
              "preprocessing": {"size": bundle.size, "grey": bundle.grey,
                                "face_crop": bundle.face_crop if args.face_crop else None,
                                "mean": list(bundle.mean), "std": list(bundle.std)}}
+    probs = None
+    if not stills:
+        if (table.kind == ClipKind.IMAGE).any():
+            raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
+        # videos and frame folders: exactly what dfer predict does with each, and its clip answer
+        probs, unanswered = predict_clips(table, bundle, PredictConfig(threads=torch.get_num_threads()), index)
+        extra["preprocessing"] = {**extra["preprocessing"], "face_crop": bundle.face_crop,
+                                  "path": "dfer predict (face detection and alignment of a video, or a folder of "
+                                          "aligned frames; windows; the mean of the windows' distributions)"}
+        extra["clips_without_face"] = unanswered
     res = evaluate_model(model, table, cfg, bundle.device, run_dir=out, tag=args.tag,
-                         transform=input_transform(bundle, face_crop=args.face_crop), extra=extra)
+                         transform=input_transform(bundle, face_crop=args.face_crop), extra=extra,
+                         probabilities=probs)
     suffix = f".{args.tag}" if args.tag else ""
     note = f", {'/'.join(dropped)} dropped" if dropped else ""
     print(f"dfer's FER+ model on {kind} {part}: UAR {100 * (res['uar'] or 0):.2f}% WAR {100 * (res['war'] or 0):.2f}% "

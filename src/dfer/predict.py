@@ -72,7 +72,7 @@ import numpy as np
 import torch
 
 from dfer.checkpoint import load_checkpoint, load_run
-from dfer.data.decode import probe_num_frames, read_image
+from dfer.data.decode import list_frame_files, probe_num_frames, read_image
 from dfer.distributed import resolve_device
 from dfer.data.sampling import SegmentSampler
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -166,6 +166,24 @@ class WindowPlan:
         mask = np.zeros(int(self.ends.max()), bool)
         mask[self.indices.ravel()] = True
         return mask
+
+    def on_faces(self, found: np.ndarray) -> "WindowPlan":
+        """The same windows, each sampled frame without a face (``found`` False: a black
+        lead-in, the face turned away or out of the picture) replaced by the nearest frame
+        of its window that has one (the earlier on ties); a window without any face frame
+        keeps its frames (it gets no distribution, see ``min_face``)."""
+        found = np.asarray(found, bool)
+        indices = self.indices.copy()
+        for w, (s, e) in enumerate(zip(self.starts, self.ends)):
+            have = np.flatnonzero(found[s:e]) + s
+            if len(have) == 0 or found[indices[w]].all():
+                continue
+            pos = np.clip(np.searchsorted(have, indices[w]), 0, len(have) - 1)
+            before = have[np.maximum(pos - 1, 0)]
+            after = have[pos]
+            nearest = np.where(np.abs(indices[w] - before) <= np.abs(after - indices[w]), before, after)
+            indices[w] = np.where(found[indices[w]], indices[w], nearest)
+        return WindowPlan(self.starts, self.ends, indices)
 
 
 def window_length(window_seconds: float, fps: float) -> int:
@@ -424,6 +442,8 @@ class _TimedDetector:
 
 
 def _media_kind(path: Path) -> str:
+    if path.is_dir():
+        return "frames"
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
         return "video"
@@ -434,15 +454,17 @@ def _media_kind(path: Path) -> str:
 
 
 def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictConfig | None = None,
-                 detector=None) -> dict:
+                 detector=None, fps: float | None = None) -> dict:
     """Predict one video or image; returns the report written as JSON (see the module docstring).
 
     Args:
-        path: video or image file.
+        path: video or image file, or a folder of aligned face frames (``dfer preprocess``
+            output, DFEW's frames: ``config.aligned`` and ``fps`` required).
         bundle: :class:`ModelBundle` from :func:`load_model`.
         config: :class:`PredictConfig`.
         detector: a :class:`dfer.preprocess.detect.FaceDetector` (default: RetinaFace with
             ``config``'s settings); unused with ``config.aligned``.
+        fps: frame rate of a frame folder (it places the windows in time).
 
     Returns:
         The report dict; ``report["status"]`` is ``"ok"`` or ``"no_face"`` (then there are
@@ -454,26 +476,34 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
     cfg = (config or PredictConfig()).validate()
     path = Path(path)
     kind = _media_kind(path)
-    if not path.is_file():
+    if kind == "frames":
+        if not cfg.aligned or not (fps or 0) > 0:
+            raise ConfigError(f"{path}: a folder of frames is predicted as aligned faces at a known frame rate "
+                              f"(aligned=True, fps > 0; got {cfg.aligned}, {fps})")
+    elif not path.is_file():
         raise DataError(f"{path}: file not found")
     timer = _Timer()
     transform = input_transform(bundle)
     t_start = time.perf_counter()
-    media = _open_media(path, kind, timer)
+    media = _open_media(path, kind, timer, fps)
     report: dict = {
         "input": str(path), "kind": kind, "fps": media.fps, "width": int(media.width), "height": int(media.height),
         "classes": list(bundle.classes), "model": dict(bundle.source),
         "settings": {**asdict(cfg), "align_size": ALIGN_SIZE},
     }
     # windows over the whole clip; a still image is one frame repeated num_frames times
-    if kind == "video":
+    if kind in ("video", "frames"):
         L = window_length(cfg.window_seconds, media.fps)
         stride = cfg.stride or L
     else:
         L, stride = 1, 1
 
-    def sampled(num: int) -> np.ndarray:  # the only frames aligned
-        return plan_windows(num, L, stride, bundle.num_frames).sampled()
+    plans: list[WindowPlan] = []
+
+    def sampled(num: int, found: np.ndarray | None = None) -> np.ndarray:  # the only frames aligned
+        plan = plan_windows(num, L, stride, bundle.num_frames)
+        plans.append(plan if found is None else plan.on_faces(found))
+        return plans[-1].sampled()
 
     faces = _faces(path, kind, media, cfg, detector, timer, sampled)
     if faces is None:
@@ -486,7 +516,7 @@ def predict_file(path: str | os.PathLike, bundle: ModelBundle, config: PredictCo
         return report
     num, found, track_stats, crops = faces
     fps = media.fps
-    plan = plan_windows(num, L, stride, bundle.num_frames)
+    plan = plans[-1] if plans else plan_windows(num, L, stride, bundle.num_frames).on_faces(found)
     probs = _classify_windows(crops, plan, bundle, transform, cfg.batch_size, timer)
     seconds = time.perf_counter() - t_start
 
@@ -523,8 +553,24 @@ class _Media:
     decoded: list[int]  # frames decoded by the last pass (a box the iterator fills)
 
 
-def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
+def _open_media(path: Path, kind: str, timer: _Timer, fps: float | None = None) -> _Media:
     decoded = [0]
+    if kind == "frames":
+        files = list_frame_files(path)
+        if not files:
+            raise DataError(f"{path}: no frames in the folder")
+
+        def read() -> Iterator[np.ndarray]:
+            decoded[0] = 0
+            for f in files:
+                t0 = time.perf_counter()
+                image = read_image(f)
+                timer.seconds["decode"] += time.perf_counter() - t0
+                decoded[0] += 1
+                yield image
+
+        first = read_image(files[0])
+        return _Media(first.shape[1], first.shape[0], float(fps), read, decoded)
     if kind == "video":
         info = probe_video(path)
         if not info.fps > 0:
@@ -542,27 +588,35 @@ def _open_media(path: Path, kind: str, timer: _Timer) -> _Media:
     return _Media(image.shape[1], image.shape[0], None, lambda: iter([image]), decoded)
 
 
+def make_detector(cfg: PredictConfig):
+    """The face detector ``dfer predict`` uses with ``cfg`` (RetinaFace, offline); make it
+    once and pass it to every :func:`predict_file` call."""
+    from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
+
+    return RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
+                                             num_threads=cfg.threads or max(1, torch.get_num_threads())))
+
+
 def _faces(path: Path, kind: str, media: _Media, cfg: PredictConfig, detector, timer: _Timer,
-           wanted: Callable[[int], np.ndarray]):
+           wanted: Callable[..., np.ndarray]):
     """(frames, found mask, tracking stats, aligned face crops) of the media, or None when
-    no face is found; only the frames ``wanted(frames)`` marks are aligned (the others are
-    None). With ``cfg.aligned`` the frames are the faces already (decoded frames, converted
+    no face is found; only the frames ``wanted(frames, found)`` marks are aligned (the
+    others are None). With ``cfg.aligned`` the frames are the faces already (decoded frames, converted
     to RGB when a window samples them)."""
     if cfg.aligned:
-        num = probe_num_frames(path) if kind == "video" else 1
+        num = (probe_num_frames(path) if kind == "video" else len(list_frame_files(path)) if kind == "frames"
+               else 1)
         stats = {"detected_frames": 0, "found_frames": num, "detection_rate": None, "filled_frames": 0}
         return num, np.ones(num, bool), stats, media.frames()
     from dfer.preprocess.track import TrackConfig, faces_from_frames
 
     if detector is None:
-        from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
-
-        detector = RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
-                                                     num_threads=cfg.threads or max(1, torch.get_num_threads())))
+        detector = make_detector(cfg)
     tcfg = TrackConfig(detect_every=cfg.detect_every if kind == "video" else 1, smooth_window=cfg.smooth_window,
                        size=ALIGN_SIZE)
     source = media.frames if kind == "video" else list(media.frames())
-    crops, track = faces_from_frames(source, _TimedDetector(detector, timer), tcfg, wanted=wanted)
+    crops, track = faces_from_frames(source, _TimedDetector(detector, timer), tcfg,
+                                     wanted=lambda t: wanted(t.num_frames, t.found))
     if track is None:
         return None
     return track.num_frames, track.found, track.stats(), crops
@@ -877,12 +931,7 @@ def run(args: argparse.Namespace) -> int:
         cv2.setNumThreads(args.threads)
     bundle = load_model(run=args.run, which=args.which, checkpoint=args.checkpoint, model_name=args.model,
                         classes=args.classes, size=args.size, num_frames=args.num_frames, device=args.device)
-    detector = None
-    if not cfg.aligned:
-        from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
-
-        detector = RetinaFaceDetector(DetectorConfig(max_side=cfg.max_side, score_threshold=cfg.score_threshold,
-                                                     num_threads=cfg.threads or max(1, torch.get_num_threads())))
+    detector = None if cfg.aligned else make_detector(cfg)
     ok = 0
     for path, name in zip(inputs, _output_names(inputs)):
         try:

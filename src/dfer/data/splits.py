@@ -14,7 +14,7 @@ from dfer.data.check import check_table
 from dfer.data.corpora.registry import load_source
 from dfer.data.dataset import ClipDataset
 from dfer.data.sampling import MultiClipSampler, SegmentSampler
-from dfer.data.table import ClipTable
+from dfer.data.table import ClipTable, concat
 from dfer.data.transforms import build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
@@ -82,6 +82,39 @@ def ambiguity_subset(table: ClipTable, which: str, seed: int, size: int | None =
     return sub.with_columns(clip_id=ids)
 
 
+def _with_train_sources(train: ClipTable, cfg: RunConfig, classes: tuple[str, ...], run_dir: Path | None,
+                        reports: dict) -> ClipTable:
+    """The training clips ``data.repeat`` times over, then the training part of each of
+    ``data.train_sources``, each ``repeat`` times over (labels decided and clips checked as
+    the main source's; copies get distinct clip ids ``<id>#r<k>``, a further source's ids
+    its kind as prefix)."""
+    def copies(table: ClipTable, repeat: int, prefix: str) -> list[ClipTable]:
+        ids = np.char.add(prefix, table.clip_id.astype(str))
+        if repeat == 1:
+            return [table.with_columns(clip_id=ids)]
+        return [table.with_columns(clip_id=np.char.add(ids, f"#r{k}")) for k in range(repeat)]
+
+    parts = copies(train, cfg.data.repeat, "")
+    for i, ts in enumerate(cfg.data.train_sources):
+        other = load_source_table(ts, classes)
+        if ts.fold is not None:
+            other = other.fold_split(ts.fold)[0]
+        elif ts.train_split != "all":
+            other = other.split_part(ts.train_split)
+        if len(other) == 0:
+            raise DataError(f"{ts.root}: no training clips in data.train_sources[{i}] "
+                            f"(fold={ts.fold}, train_split={ts.train_split!r})")
+        other = other.resolve_labels(cfg.data.ties, cfg.seed, f"{ts.root} (training clips)",
+                                     required=cfg.label_mode in HARD_LABEL_MODES)
+        if cfg.data.check_disk:
+            cache = (run_dir / "cache") if run_dir is not None else None
+            other, reports[f"train_sources[{i}]"] = check_table(other, on_bad_clip=cfg.data.on_bad_clip,
+                                                                cache_dir=cache)
+        other = other.with_columns(fold=np.zeros(len(other), np.int8), split=np.zeros(len(other), np.uint8))
+        parts += copies(other, ts.repeat, f"{ts.kind}:")
+    return parts[0] if len(parts) == 1 else concat(parts, name=train.name)
+
+
 @dataclass
 class Splits:
     classes: tuple[str, ...]
@@ -138,6 +171,7 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
         mask = stratified_holdout(train.label, cfg.data.val_fraction, cfg.seed,
                                   train.group if (train.group != "").all() else None)
         val, train = train.take(mask), train.take(~mask)
+    train = _with_train_sources(train, cfg, classes, run_dir, reports)
     return Splits(classes, train, val, test, reports)
 
 

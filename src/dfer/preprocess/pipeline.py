@@ -6,7 +6,8 @@ steps offline for a whole folder of videos and writes DFEW's layout::
 
     OUT/<relative path without extension>/00001.jpg 00002.jpg ...   (size x size RGB JPEG)
     OUT/manifest.csv     path,num_frames[,label]   (paths relative to OUT)
-    OUT/report.json      one entry per video: frames, detection rate, filled frames, error
+    OUT/report.json      one entry per video: frames, detection rate, filled frames, the faceless
+                         frames left out at its ends (first_frame, trimmed_frames), error
     OUT/.done/<relative path>.json   per-video record, written last (the "done" marker)
 
 Robustness contract:
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
@@ -51,7 +53,7 @@ from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
 from dfer.preprocess.video import iter_frames, probe_video
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
-           "add_arguments", "run"]
+           "recorded_fps", "add_arguments", "run"]
 
 MANIFEST = "manifest.csv"
 REPORT = "report.json"
@@ -72,6 +74,10 @@ class PreprocessConfig:
         smooth_window: centred moving average of the landmarks, in frames.
         quality: JPEG quality.
         label_from_parent: take each video's label from its parent folder (AFEW layout).
+        trim: leave out the frames before the face is first found and after it is last
+            found (a black fade-in, a title card, the face gone at the end): a frame folder
+            is the face's clip. Faceless frames between two faces stay, with the nearest
+            face's landmarks (the clip's time is not cut).
     """
 
     size: int = 256
@@ -82,6 +88,7 @@ class PreprocessConfig:
     smooth_window: int = 5
     quality: int = 95
     label_from_parent: bool = False
+    trim: bool = True
 
     def validate(self) -> "PreprocessConfig":
         checks = [
@@ -204,7 +211,7 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
     ``parent_pid`` is given and that process has died (the batch was killed), nothing is
     committed: an orphaned worker must not race the rerun.
     """
-    from dfer.preprocess.track import TrackConfig, faces_from_frames
+    from dfer.preprocess.track import FrameSource, TrackConfig, faces_from_frames
 
     video = src_root / job.source
     partial = out / PARTIAL_DIR / str(os.getpid()) / job.path
@@ -225,7 +232,17 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
                 frames_seen += 1
                 yield frame
 
-        crops, track = faces_from_frames(frames, detector, tcfg)
+        span: list[tuple[int, int]] = []
+
+        def kept(track) -> np.ndarray:  # the frames written: the face's span (or all of them)
+            found = np.flatnonzero(track.found)
+            first, last = (int(found[0]), int(found[-1]) + 1) if config.trim else (0, track.num_frames)
+            span.append((first, last))
+            mask = np.zeros(track.num_frames, bool)
+            mask[first:last] = True
+            return mask
+
+        crops, track = faces_from_frames(frames, detector, tcfg, wanted=kept)
         if track is None:
             record["num_frames"] = frames_seen
             record["error"] = ("no frames decoded" if frames_seen == 0 else
@@ -234,9 +251,13 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
             if partial.exists():
                 shutil.rmtree(partial)
             partial.mkdir(parents=True)
-            for t, crop in enumerate(crops, start=1):
+            first, last = span[-1]
+            for t, crop in enumerate((c for c in crops if c is not None), start=1):
                 (partial / f"{t:05d}.jpg").write_bytes(_encode_jpeg(crop, config.quality))
-            record.update(track.stats(), status="ok", error=None)
+            stats = track.stats()
+            filled = int((np.asarray(track.source[first:last]) == FrameSource.FILLED).sum())
+            record.update(stats, status="ok", error=None, num_frames=last - first, video_frames=track.num_frames,
+                          first_frame=first, trimmed_frames=track.num_frames - (last - first), filled_frames=filled)
     except DfeError as e:
         message = str(e).replace(str(video), job.source)
         record["error"] = message.removeprefix(f"{job.source}: ")  # the record already names the video
@@ -376,7 +397,8 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         lock.close()
     s = report["summary"]
     log(f"dfer preprocess: {s['videos']} videos, {s['ok']} ok, {s['failed']} failed, {skipped} already done; "
-        f"{s['frames']} frames ({s['filled_frames']} filled) -> {out / manifest}")
+        f"{s['frames']} frames ({s['filled_frames']} filled, {s['trimmed_frames']} faceless at the ends left out) "
+        f"-> {out / manifest}")
     return {**report, "skipped": skipped}
 
 
@@ -422,7 +444,8 @@ def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: 
         "settings": asdict(config),
         "summary": {"videos": len(public), "ok": len(ok), "failed": len(public) - len(ok),
                     "frames": int(sum(r["num_frames"] for r in ok)),
-                    "filled_frames": int(sum(r["filled_frames"] for r in ok))},
+                    "filled_frames": int(sum(r["filled_frames"] for r in ok)),
+                    "trimmed_frames": int(sum(r.get("trimmed_frames", 0) for r in ok))},
         "failures": [{"source": r["source"], "error": r["error"]} for r in public if r["status"] != "ok"],
         "videos": public,
     }
@@ -435,6 +458,31 @@ def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: 
         writer.writerow([r["path"], r["num_frames"]] + ([r["label"]] if with_label else []))
     write_text_atomic(out / manifest, buf.getvalue())
     return report
+
+
+def recorded_fps(folder: str | os.PathLike) -> float | None:
+    """The frame rate of the video a ``dfer preprocess`` frame folder came from, as its
+    ``report.json`` (in OUT, some folder above it) records it; None when no report above
+    the folder knows it."""
+    folder = Path(folder).resolve()
+    for out in folder.parents:
+        report = out / REPORT
+        if report.is_file():
+            fps = _fps_table(str(report), report.stat().st_mtime_ns).get(folder.relative_to(out).as_posix())
+            if fps is not None:
+                return fps
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _fps_table(report: str, mtime_ns: int) -> dict[str, float]:
+    try:
+        videos = json.loads(Path(report).read_text(encoding="utf-8")).get("videos", [])
+        return {v["path"]: float(v["fps"]) for v in videos
+                if isinstance(v, dict) and v.get("status") == "ok" and isinstance(v.get("fps"), (int, float))
+                and v["fps"] > 0}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -458,6 +506,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=d.quality, help=f"JPEG quality (default {d.quality})")
     parser.add_argument("--label-from-parent", action="store_true",
                         help="label each video by its parent folder (AFEW: SRC/<Class>/clip.avi) in the manifest")
+    parser.add_argument("--no-trim", action="store_true",
+                        help="keep the frames before the face is first found and after it is last found (default: "
+                             "left out, e.g. a black fade-in)")
     parser.add_argument("--manifest", default=MANIFEST, help=f"manifest file name inside OUT (default {MANIFEST})")
     parser.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                         help="progress bar (auto: when stderr is a terminal)")
@@ -467,7 +518,7 @@ def run(args: argparse.Namespace) -> int:
     config = PreprocessConfig(size=args.size, face_fraction=args.face_fraction, detect_every=args.detect_every,
                               max_side=args.max_side, score_threshold=args.score_threshold,
                               smooth_window=args.smooth, quality=args.quality,
-                              label_from_parent=args.label_from_parent)
+                              label_from_parent=args.label_from_parent, trim=not args.no_trim)
     show = {"auto": None, "on": True, "off": False}[args.progress]
     start = time.perf_counter()
     preprocess(args.src, args.out, config, workers=args.workers, threads=args.threads, manifest=args.manifest,

@@ -366,8 +366,9 @@ def faces_from_frames(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], d
         detector: a :class:`FaceDetector`.
         config: :class:`TrackConfig`.
         cache_bytes: memory budget for the frame cache when ``frames`` is callable.
-        wanted: given the track's frame count T, a bool mask (T,) of the frames whose
-            crops the caller will use (``dfer predict``: the frames its windows sample);
+        wanted: given the :class:`FaceTrack` (its ``num_frames`` T, its ``found`` flags), a
+            bool mask (T,) of the frames whose crops the caller will use (``dfer predict``:
+            the frames its windows sample);
             the others are not warped and come out as None. None: every frame.
 
     Returns:
@@ -396,8 +397,7 @@ def faces_from_frames(frames: Iterable[Frame] | Callable[[], Iterable[Frame]], d
     second = cache if cache is not None else reopen()
     mask = None
     if wanted is not None:
-        mask = np.asarray(wanted(track.num_frames), bool)
+        mask = np.asarray(wanted(track), bool)
         if mask.shape != (track.num_frames,):
-            raise ValueError(f"wanted({track.num_frames}) gave a mask of shape {mask.shape}, expected "
-                             f"({track.num_frames},)")
+            raise ValueError(f"wanted(track) gave a mask of shape {mask.shape}, expected ({track.num_frames},)")
     return align_frames(second, track, cfg, mask), track

@@ -210,8 +210,10 @@ def test_a_further_corpus_only_trains_and_its_classes_map_by_name(tmp_path):
 def test_train_sources_settings_are_checked_when_the_config_is_read(tmp_path):
     with pytest.raises(ConfigError, match=r"data.train_sources\[0\].repeat must be >= 1"):
         load_config(None, ["data.train_sources=[{kind: ferplus, root: x, repeat: 0}]"])
-    with pytest.raises(ConfigError, match=r"data.train_sources\[0\] has no root"):
-        load_config(None, ["data.train_sources=[{kind: ferplus}]"])
+    cfg = _two_corpora(tmp_path)
+    cfg.data.train_sources[0].root = ""
+    with pytest.raises(ConfigError, match=r"data.train_sources\[0\] \(ferplus\) has no root"):
+        build_splits(cfg)
     with pytest.raises(ConfigError, match="data.repeat"):
         load_config(None, ["data.repeat=0"])
 

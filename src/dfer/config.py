@@ -186,8 +186,6 @@ class RunConfig:
         for i, t in enumerate(self.data.train_sources):
             if t.repeat < 1:
                 raise ConfigError(f"data.train_sources[{i}].repeat must be >= 1, got {t.repeat}")
-            if not t.root:
-                raise ConfigError(f"data.train_sources[{i}] has no root: set its root to the corpus's path")
         for src_cfg, where in sources:
             if src_cfg is None:
                 continue

@@ -39,7 +39,8 @@ from dfer.errors import ConfigError, DataError, first_line
 from dfer.inference import predict_loader, shard_rows
 from dfer.io import atomic_path, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
-from dfer.predict import PredictConfig, input_transform, load_model
+from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
+from dfer.preprocess.pipeline import recorded_fps
 
 
 @torch.no_grad()
@@ -202,9 +203,6 @@ def predict_clips(table: ClipTable, bundle, config, index: list[int]) -> tuple[n
     A frame folder is taken as aligned faces (``dfer preprocess`` output) at the frame rate
     its preprocessing recorded (``report.json`` above it).
     """
-    from dfer.predict import make_detector, predict_file
-    from dfer.preprocess.pipeline import recorded_fps
-
     detector = make_detector(config)
     aligned = replace(config, aligned=True)
     out = np.full((len(table), len(index)), 1.0 / len(index))

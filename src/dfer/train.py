@@ -45,6 +45,7 @@ from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
 from dfer.mixing import BatchMixer, MixConfig, one_hot
 from dfer.models import create_model
+from dfer.models.weights import FERPLUS, load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
 
 
@@ -231,7 +232,10 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
                           f"dropped); lower optim.batch_size")
 
     model = create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained,
-                         dropout=cfg.model.dropout, **cfg.model.kwargs).to(device)
+                         dropout=cfg.model.dropout, **cfg.model.kwargs)
+    if cfg.model.pretrained == FERPLUS:
+        load_ferplus_classifier(model, splits.classes)  # fine-tuning the shipped model itself
+    model = model.to(device)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -96,6 +96,9 @@ def _with_train_sources(train: ClipTable, cfg: RunConfig, classes: tuple[str, ..
 
     parts = copies(train, cfg.data.repeat, "")
     for i, ts in enumerate(cfg.data.train_sources):
+        if not ts.root:
+            raise ConfigError(f"data.train_sources[{i}] ({ts.kind}) has no root: set it, e.g. "
+                              f"'data.train_sources=[{{kind: {ts.kind}, root: PATH}}]'")
         other = load_source_table(ts, classes)
         if ts.fold is not None:
             other = other.fold_split(ts.fold)[0]

@@ -11,6 +11,8 @@
 - ``"ferplus"``: the ResNet-18 trunk of the face-expression model that ships inside dfer
   (:mod:`dfer.pretrained`: trained on FER+'s grey faces, which it sees as three equal
   channels, at 64 px; a colour clip is fine to fine-tune on, and any input size works);
+  a model whose classes are that model's eight, in its order, also gets its classifier
+  (:func:`load_ferplus_classifier`): training then fine-tunes the shipped model itself;
 - a path to a local state dict (``.pth``/``.pt`` via ``torch.load``, or ``.safetensors``):
   a torchvision-layout backbone (``conv1.weight``, ..., ``fc.weight``) or a dfer model
   (``backbone.conv1.weight``, ..., ``classifier.weight``). Only the backbone is loaded;
@@ -165,6 +167,24 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
                 parts.append(f"{len(keys)} {label} ({shown})")
         raise ConfigError(f"{source}: weights do not fit the backbone of {model_name}: {'; '.join(parts)}")
     backbone.load_state_dict(state, strict=True)
+
+
+def load_ferplus_classifier(model: nn.Module, classes: tuple[str, ...] | list[str]) -> bool:
+    """Give ``model`` the shipped FER+ model's classifier too when it predicts exactly that
+    model's classes, in its order, from features of the same size: ``pretrained: ferplus``
+    then starts from the whole shipped model (fine-tuning it), not from its trunk and a
+    fresh classifier. Returns whether it did.
+    """
+    state, meta = read_pretrained()
+    head = getattr(model, "classifier", None)
+    weight, bias = state.get("classifier.weight"), state.get("classifier.bias")
+    if (not isinstance(head, nn.Linear) or weight is None or bias is None
+            or list(classes) != list(meta.get("classes", [])) or tuple(head.weight.shape) != tuple(weight.shape)):
+        return False
+    with torch.no_grad():
+        head.weight.copy_(weight.float())
+        head.bias.copy_(bias.float())
+    return True
 
 
 def trunk_state(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:

@@ -202,6 +202,21 @@ def _encode_jpeg(crop: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
+def face_span(track, trim: bool) -> tuple[int, int]:
+    """``[first, last)`` frames of a video that its frame folder holds: from the first to the
+    last frame where the face was found (``trim``), or all of them."""
+    found = np.flatnonzero(track.found)
+    return (int(found[0]), int(found[-1]) + 1) if trim else (0, track.num_frames)
+
+
+def written_frames(track, trim: bool) -> np.ndarray:
+    """(T,) bool mask of :func:`face_span`."""
+    first, last = face_span(track, trim)
+    mask = np.zeros(track.num_frames, bool)
+    mask[first:last] = True
+    return mask
+
+
 def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessConfig, detector,
                   threads: int = 1, parent_pid: int | None = None) -> dict:
     """Detect, track, align and write one video; returns (and commits) its record.
@@ -232,17 +247,7 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
                 frames_seen += 1
                 yield frame
 
-        span: list[tuple[int, int]] = []
-
-        def kept(track) -> np.ndarray:  # the frames written: the face's span (or all of them)
-            found = np.flatnonzero(track.found)
-            first, last = (int(found[0]), int(found[-1]) + 1) if config.trim else (0, track.num_frames)
-            span.append((first, last))
-            mask = np.zeros(track.num_frames, bool)
-            mask[first:last] = True
-            return mask
-
-        crops, track = faces_from_frames(frames, detector, tcfg, wanted=kept)
+        crops, track = faces_from_frames(frames, detector, tcfg, wanted=lambda t: written_frames(t, config.trim))
         if track is None:
             record["num_frames"] = frames_seen
             record["error"] = ("no frames decoded" if frames_seen == 0 else
@@ -251,7 +256,7 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
             if partial.exists():
                 shutil.rmtree(partial)
             partial.mkdir(parents=True)
-            first, last = span[-1]
+            first, last = face_span(track, config.trim)
             for t, crop in enumerate((c for c in crops if c is not None), start=1):
                 (partial / f"{t:05d}.jpg").write_bytes(_encode_jpeg(crop, config.quality))
             stats = track.stats()

@@ -148,8 +148,13 @@ def test_cremad_face_votes_differ_from_voice_votes_and_from_the_acted_label():
     dis = face.clip_id.tolist().index("VideoFlash/1091_IEO_DIS_MD.flv")
     assert face.classes[int(face.votes[dis].argmax())] == "sad"  # 9 of 11 face raters: sad
     assert face.meta["label_vote_disagreements"] >= 1 and face.meta["vote_condition"] == "face"
-    hard_only = load_cremad(CREMAD)
+    hard_only = load_cremad(CREMAD, votes="off")
     assert np.isnan(hard_only.votes).all() and np.array_equal(hard_only.label, face.label)
+    # a clone of CREMA-D holds its vote table beside the clips: read without being named,
+    # from the clone or from its VideoFlash folder; a relative path is looked up under the root
+    for found in (load_cremad(CREMAD), load_cremad(CREMAD / "VideoFlash"),
+                  load_cremad(CREMAD, votes="processedResults/tabulatedVotes.csv")):
+        assert np.array_equal(found.votes, face.votes)
     assert dict(zip(face.clip_id.tolist(), face.group.tolist()))["VideoFlash/1091_IEO_DIS_MD.flv"] == "1091"
 
 

@@ -41,7 +41,7 @@ def bundle():
 @pytest.fixture(scope="module")
 def preprocessed(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("jv") / "frames"
-    assert main(["preprocess", str(CLIPS), str(out), "--progress", "off"]) == 0
+    assert main(["preprocess", str(CLIPS), str(out), "--kind", "javanese", "-o", "folds=3", "--progress", "off"]) == 0
     return out
 
 
@@ -71,6 +71,14 @@ def test_preprocess_finds_the_face_in_every_frame_of_real_speaking_clips(preproc
     table = load_source("javanese", preprocessed)
     assert sorted(Path(s).name for s in table.source) == list(NAMES)
     assert sorted(table.group) == ["01", "04", "07"]
+    # and the manifest (--kind javanese -o folds=3) carries them: label, actor, fold by actor
+    with open(preprocessed / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [{"path": "01-01-03_01", "num_frames": "113", "label": "happy", "group": "01", "fold": "1"},
+                    {"path": "04-02-04_01", "num_frames": "57", "label": "surprise", "group": "04", "fold": "2"},
+                    {"path": "07-03-01_01", "num_frames": "49", "label": "neutral", "group": "07", "fold": "3"}]
+    manifest = load_source("manifest", preprocessed / "manifest.csv")
+    assert [manifest.classes[y] for y in manifest.label] == ["happy", "surprise", "neutral"]
 
 
 # ---------------------------------------------------------------------------- one input path

@@ -5,7 +5,8 @@ landmarks with an affine transform, then sample frames. This command does the fi
 steps offline for a whole folder of videos and writes DFEW's layout::
 
     OUT/<relative path without extension>/00001.jpg 00002.jpg ...   (size x size RGB JPEG)
-    OUT/manifest.csv     path,num_frames[,label]   (paths relative to OUT)
+    OUT/manifest.csv     path,num_frames[,label] (paths relative to OUT); with --kind, the
+                         corpus's label,group,fold and vote columns
     OUT/report.json      one entry per video: frames, detection rate, filled frames, the faceless
                          frames left out at its ends (first_frame, trimmed_frames), error
     OUT/.done/<relative path>.json   per-video record, written last (the "done" marker)
@@ -46,7 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from dfer.data.corpora.registry import KINDS, load_source, option_values
+from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTable
 from dfer.emotions import canonical
 from dfer.errors import ConfigError, DataError, DfeError
 from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
@@ -337,8 +339,12 @@ def _is_done(job: VideoJob, out: Path, config: PreprocessConfig) -> dict | None:
 # ---------------------------------------------------------------------------- batch
 def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: PreprocessConfig | None = None,
                workers: int = 1, threads: int = 1, manifest: str = MANIFEST, show_progress: bool | None = None,
-               log=print) -> dict:
+               log=print, corpus: ClipTable | None = None) -> dict:
     """Preprocess every video under ``src`` into ``out``. See the module docstring.
+
+    With ``corpus`` (``src`` read by a corpus adapter, e.g. an acted corpus whose labels are
+    in its file names) only its videos are processed and the manifest carries, per clip,
+    its label, its group (the actor: folds stay by person), its fold and its votes.
 
     Args:
         src: folder of videos (recursive) or one video file. Never written to.
@@ -370,7 +376,7 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         raise DataError(f"{src}: expected a folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
     if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME):
         raise ConfigError(f"--manifest must be a plain file name, got {manifest!r}")
-    videos = find_videos(src_res, exclude=out_res)
+    videos = find_videos(src_res, exclude=out_res) if corpus is None else corpus_videos(corpus, src_res)
     if not videos:
         raise DataError(f"{src}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)}, recursively)")
     jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
@@ -396,7 +402,8 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         for c in clashes:
             records[c["source"]] = c
             log(f"FAILED {c['source']}: {c['error']}")
-        report = _write_outputs(out, manifest, config, [records[k] for k in sorted(records)])
+        report = _write_outputs(out, manifest, config, [records[k] for k in sorted(records)],
+                                corpus_columns(corpus, src_res) if corpus is not None else None)
         shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     finally:
         lock.close()
@@ -442,7 +449,35 @@ def _run_jobs(todo: list[VideoJob], src_root: Path, out: Path, config: Preproces
                 yield record
 
 
-def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: list[dict]) -> dict:
+def corpus_videos(corpus: ClipTable, src: Path) -> list[Path]:
+    """The video files of a corpus read from ``src`` (frame folders are already frames)."""
+    root = src.parent if src.is_file() else src
+    videos = sorted({Path(p).resolve() for p, k in zip(corpus.source, corpus.kind) if k == ClipKind.VIDEO})
+    outside = [v for v in videos if root not in v.parents]
+    if outside:
+        raise DataError(f"{outside[0]}: a clip of the corpus lies outside SRC {src}")
+    return videos
+
+
+def corpus_columns(corpus: ClipTable, src: Path) -> dict[str, dict[str, str]]:
+    """Manifest cells of each video of ``corpus`` (by its path relative to SRC): label,
+    group, fold, one column of votes per class."""
+    root = src.parent if src.is_file() else src
+    has_votes = corpus.has_votes
+    out = {}
+    for i, (path, kind) in enumerate(zip(corpus.source, corpus.kind)):
+        if kind != ClipKind.VIDEO:
+            continue
+        cells = {"label": corpus.classes[corpus.label[i]] if corpus.label[i] >= 0 else "",
+                 "group": str(corpus.group[i]), "fold": str(int(corpus.fold[i])) if corpus.fold[i] > 0 else ""}
+        if has_votes.any():
+            cells.update({c: (f"{v:g}" if has_votes[i] else "") for c, v in zip(corpus.classes, corpus.votes[i])})
+        out[Path(path).resolve().relative_to(root).as_posix()] = cells
+    return out
+
+
+def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: list[dict],
+                   columns: dict[str, dict[str, str]] | None = None) -> dict:
     public = [{k: v for k, v in r.items() if k not in ("settings", "source_size", "source_mtime_ns")} for r in records]
     ok = [r for r in public if r["status"] == "ok"]
     report = {
@@ -457,10 +492,17 @@ def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: 
     _write_json_atomic(out / REPORT, report)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    with_label = config.label_from_parent
-    writer.writerow(["path", "num_frames"] + (["label"] if with_label else []))
-    for r in sorted(ok, key=lambda r: r["path"]):
-        writer.writerow([r["path"], r["num_frames"]] + ([r["label"]] if with_label else []))
+    if columns is not None:  # a corpus's labels, actors, folds and votes
+        names = list(next(iter(columns.values()), {}))
+        writer.writerow(["path", "num_frames"] + names)
+        for r in sorted(ok, key=lambda r: r["path"]):
+            cells = columns[r["source"]]
+            writer.writerow([r["path"], r["num_frames"]] + [cells[n] for n in names])
+    else:
+        with_label = config.label_from_parent
+        writer.writerow(["path", "num_frames"] + (["label"] if with_label else []))
+        for r in sorted(ok, key=lambda r: r["path"]):
+            writer.writerow([r["path"], r["num_frames"]] + ([r["label"]] if with_label else []))
     write_text_atomic(out / manifest, buf.getvalue())
     return report
 
@@ -511,6 +553,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=d.quality, help=f"JPEG quality (default {d.quality})")
     parser.add_argument("--label-from-parent", action="store_true",
                         help="label each video by its parent folder (AFEW: SRC/<Class>/clip.avi) in the manifest")
+    parser.add_argument("--kind", choices=KINDS,
+                        help="read SRC as this corpus (e.g. javanese, ravdess, cremad): only its videos are processed "
+                             "and the manifest carries each clip's label, actor (group), fold and votes")
+    parser.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of --kind's corpus, e.g. -o folds=4 (repeatable)")
     parser.add_argument("--no-trim", action="store_true",
                         help="keep the frames before the face is first found and after it is last found (default: "
                              "left out, e.g. a black fade-in)")
@@ -524,9 +571,14 @@ def run(args: argparse.Namespace) -> int:
                               max_side=args.max_side, score_threshold=args.score_threshold,
                               smooth_window=args.smooth, quality=args.quality,
                               label_from_parent=args.label_from_parent, trim=not args.no_trim)
+    if args.option and not args.kind:
+        raise ConfigError("-o/--option goes with --kind: the options are the corpus kind's")
+    if args.kind and args.label_from_parent:
+        raise ConfigError("--label-from-parent and --kind both label the videos: give one")
+    corpus = load_source(args.kind, args.src, **option_values(args.kind, args.option)) if args.kind else None
     show = {"auto": None, "on": True, "off": False}[args.progress]
     start = time.perf_counter()
     preprocess(args.src, args.out, config, workers=args.workers, threads=args.threads, manifest=args.manifest,
-               show_progress=show, log=lambda line: print(line, flush=True))
+               show_progress=show, log=lambda line: print(line, flush=True), corpus=corpus)
     print(f"dfer preprocess: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0

@@ -213,7 +213,9 @@ def load_cremad(
 
     Args:
         votes: CREMA-D's ``processedResults/tabulatedVotes.csv``; its counts for the chosen
-            condition become the clips' votes (soft labels). Without it: hard labels only.
+            condition become the clips' votes (soft labels). Unset: the corpus's own table
+            when it lies beside the clips (a clone of CREMA-D); ``off`` (or no table found):
+            hard labels only.
         vote_condition: ``face`` (video without sound; row ids starting with 2), ``voice``
             (1) or ``audiovisual`` (3).
         Other options as :func:`load_acted`'s.
@@ -226,9 +228,27 @@ def load_cremad(
         raise ConfigError(f"cremad option vote_condition must be one of {', '.join(CREMAD_CONDITIONS)}, "
                           f"got {vote_condition!r}")
     table = _preset("cremad", root, classes=classes, folds=folds, on_bad_name=on_bad_name, codes=codes)
-    if votes is None:
+    path = _cremad_votes_path(Path(root), votes)
+    if path is None:
         return table
-    return _attach_cremad_votes(table, votes, vote_condition)
+    return _attach_cremad_votes(table, path, vote_condition)
+
+
+def _cremad_votes_path(root: Path, votes: str | None) -> Path | None:
+    """The vote table to read: ``votes`` (a relative path is looked up under ``root`` first,
+    then the working folder); unset, CREMA-D's own ``processedResults/tabulatedVotes.csv``
+    beside the clips (``root`` the clone of the corpus, or its ``VideoFlash``); ``off``:
+    none."""
+    if votes is not None:
+        if votes.strip().lower() == "off":
+            return None
+        p = Path(votes)
+        return root / p if not p.is_absolute() and (root / p).is_file() else p
+    for folder in (root, root.parent):
+        found = folder / "processedResults" / "tabulatedVotes.csv"
+        if found.is_file():
+            return found
+    return None
 
 
 def _preset(kind: str, root, *, codes, select=None, **options) -> ClipTable:

@@ -415,7 +415,9 @@ def _run_pretrained(args: argparse.Namespace) -> int:
         if (table.kind == ClipKind.IMAGE).any():
             raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
         # videos and frame folders: exactly what dfer predict does with each, and its clip answer
+        t0 = time.perf_counter()
         probs, unanswered = predict_clips(table, bundle, PredictConfig(threads=torch.get_num_threads()), index)
+        extra["eval_seconds"] = time.perf_counter() - t0
         extra["preprocessing"] = {**extra["preprocessing"], "face_crop": bundle.face_crop,
                                   "path": "dfer predict (face detection and alignment of a video, or a folder of "
                                           "aligned frames; windows; the mean of the windows' distributions)"}

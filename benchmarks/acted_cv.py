@@ -29,6 +29,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "acted" / "javanese_f
 
 #: row name -> (what it is, overrides of the recipe)
 ROWS: dict[str, tuple[str, list[str]]] = {
+    "zero-shot": ("the shipped model, untrained on these faces (the floor)", []),
     "frames": ("frame averaging (shift off), FER+ trunk, hard", []),
     "tsm": ("TSM-R18 (shift 1/8), FER+ trunk, hard", ["model.kwargs={shift_div: 8}"]),
     "gru": ("R18-GRU, FER+ trunk, hard", ["model.name=resnet18_gru", "model.kwargs={}"]),
@@ -40,8 +41,27 @@ ROWS: dict[str, tuple[str, list[str]]] = {
 }
 
 
+def run_zero_shot(frames: str, out: Path, folds: int = 4) -> Path:
+    """The shipped model on each fold's test actors through ``dfer predict``'s path
+    (``dfer evaluate --pretrained`` on the frame folders), in the layout of a cv folder."""
+    cv_dir = out / "zero-shot" / "cv"
+    for k in range(1, folds + 1):
+        fold = cv_dir / f"fold{k}"
+        if (fold / "results.json").is_file():
+            continue
+        cmd = [sys.executable, "-m", "dfer", "evaluate", "--pretrained", "--source", f"javanese:{frames}",
+               "-o", f"folds={folds}", "-o", "classes=neutral,happy,surprise,sad,angry,fear", "--fold", str(k),
+               "--out", str(fold)]
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            sys.exit(f"zero-shot fold {k}: dfer evaluate failed (exit {done.returncode}):\n{done.stdout[-2000:]}")
+    return cv_dir
+
+
 def run_row(name: str, frames: str, out: Path, epochs: int | None, extra: list[str]) -> Path:
     """Run (or resume) the row's ``dfer cv``; returns its cv folder."""
+    if name == "zero-shot":
+        return run_zero_shot(frames, out)
     parent = out / name
     overrides = [f"data.source.root={frames}", *ROWS[name][1], *extra, "progress=false"]
     if epochs is not None:

@@ -118,13 +118,44 @@ def test_evaluate_pretrained_on_frame_folders_uses_the_recorded_frame_rate(bundl
         mean = np.asarray(report["summary"]["mean_probabilities"])
         shared = mean[[bundle.classes.index(c) for c in classes]]
         np.testing.assert_allclose([float(rows[name][c]) for c in classes], shared / shared.sum(), atol=2e-6)
-    # without its report.json a frame folder has no frame rate: one line, exit 2
+    # without its report.json a frame folder has no frame rate: the loader's path, as for DFEW's frames
     bare = tmp_path / "bare"
     shutil.copytree(preprocessed / NAMES[0], bare / NAMES[0])
-    rc = main(["evaluate", "--pretrained", "--source", f"javanese:{bare}", "--split", "all", "--out",
+    rc = main(["evaluate", "--pretrained", "--source", f"javanese:{bare}", "--split", "all", "--face-crop", "--out",
                str(tmp_path / "ev2")])
+    assert rc == 0, capsys.readouterr().err
+    assert "path" not in json.loads((tmp_path / "ev2" / "results.json").read_text())["preprocessing"]
+    # the predict path takes no loader options: one line, exit 2
+    rc = main(["evaluate", "--pretrained", "--source", f"javanese:{preprocessed}", "--split", "all", "--face-crop",
+               "--out", str(tmp_path / "ev3")])
     err = capsys.readouterr().err
-    assert rc == 2 and "frame rate" in err and "Traceback" not in err
+    assert rc == 2 and "--face-crop" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_clip_without_a_face_is_not_scored_and_is_named(tmp_path, capsys):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(CLIPS / "01-01-03_01.mp4", clips)
+    shutil.copy(Path(__file__).parent / "data" / "videos" / "no_face.mp4", clips / "02-01-03_01.mp4")  # "happy"
+    rc = main(["evaluate", "--pretrained", "--source", f"javanese:{clips}", "--split", "all", "--out",
+               str(tmp_path / "ev")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert res["clips_without_face"] == ["02-01-03_01.mp4"] and "1 clip(s) without a face are not scored" in out
+    assert res["num_clips"] == 1 and list(_predictions(tmp_path / "ev" / "predictions.csv")) == ["01-01-03_01.mp4"]
+
+
+def test_frames_aligned_with_another_face_fraction_are_cut_to_the_models_framing(bundle):
+    from dfer.evaluate import _reframed
+    from dfer.errors import DataError
+
+    assert _reframed(bundle, 0.7, "x") is bundle  # dfer's own alignment: the model's 0.65 crop
+    assert _reframed(bundle, 0.7 / 0.65, "x").face_crop == pytest.approx(1.0)  # already the model's framing
+    assert _reframed(bundle, 0.35, "x").face_crop == pytest.approx(0.325)  # twice the margin: half the crop
+    with pytest.raises(DataError, match="preprocess again with --face-fraction 0.7"):
+        _reframed(bundle, 1.5, "x")
 
 
 def test_a_frame_folder_needs_aligned_and_a_frame_rate(bundle, tmp_path):
@@ -215,6 +246,26 @@ def test_a_further_corpus_only_trains_and_its_classes_map_by_name(tmp_path):
     assert cfg.run_name() == "tsm_resnet18_midas-a0.4_javanese+ferplus-fold2"
 
 
+def test_the_shipped_classifier_is_taken_only_when_asked_and_only_for_its_classes():
+    from dfer.models import create_model
+    from dfer.models.weights import load_ferplus_classifier
+    from dfer.pretrained import read_pretrained
+
+    state, meta = read_pretrained()
+    model = create_model("tsm_resnet18", num_classes=8, pretrained="ferplus", dropout=0.0, shift_div=0)
+    fresh = model.classifier.weight.detach().clone()
+    assert not torch.equal(fresh, state["classifier.weight"].float())  # the trunk alone by default
+    assert not load_ferplus_classifier(model, list(reversed(meta["classes"])))  # another order: no
+    assert torch.equal(model.classifier.weight, fresh)
+    assert load_ferplus_classifier(model, meta["classes"])
+    assert torch.equal(model.classifier.weight, state["classifier.weight"].float())
+    assert torch.equal(model.classifier.bias, state["classifier.bias"].float())
+    with pytest.raises(ConfigError, match="needs model.pretrained: ferplus"):
+        load_config(None, ["model.pretrained_classifier=true"])
+    with pytest.raises(ConfigError, match="would judge the copies of one clip apart"):
+        load_config(None, ["robust.enabled=true", "data.repeat=2"])
+
+
 def test_train_sources_settings_are_checked_when_the_config_is_read(tmp_path):
     with pytest.raises(ConfigError, match=r"data.train_sources\[0\].repeat must be >= 1"):
         load_config(None, ["data.train_sources=[{kind: ferplus, root: x, repeat: 0}]"])
@@ -246,3 +297,27 @@ def test_cross_validation_by_actor_never_puts_one_actor_on_both_sides(preprocess
         assert test_actors and not test_actors & train_actors, (k, test_actors, train_actors)
         tested += sorted(test_actors)
     assert sorted(tested) == ["01", "04", "07"]  # every actor tested exactly once
+
+
+# ---------------------------------------------------------------------------- trimming and reruns
+@pytest.mark.slow
+def test_trimming_is_a_setting_and_an_out_written_before_it_existed_is_kept_untrimmed(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(CLIPS / "07-03-01_01.mp4", src)  # two black frames first
+    out = tmp_path / "out"
+    assert main(["preprocess", str(src), str(out), "--no-trim", "--progress", "off"]) == 0
+    record_path = out / ".done" / "07-03-01_01.json"
+    record = json.loads(record_path.read_text())
+    assert (record["num_frames"], record["first_frame"], record["trimmed_frames"]) == (51, 0, 0)
+    # a record of the version before trimming existed has no "trim": it is the untrimmed output
+    del record["settings"]["trim"]
+    record_path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["preprocess", str(src), str(out), "--no-trim", "--progress", "off"]) == 0
+    assert "1 already done" in capsys.readouterr().out
+    # the default trims: the video is redone, its folder now starts at the face
+    assert main(["preprocess", str(src), str(out), "--progress", "off"]) == 0
+    assert "0 already done" in capsys.readouterr().out
+    assert len(list((out / "07-03-01_01").glob("*.jpg"))) == 49
+    assert json.loads(record_path.read_text())["first_frame"] == 2

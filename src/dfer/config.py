@@ -107,6 +107,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "tsm_resnet18"
     pretrained: bool | str = False
+    #: with pretrained: ferplus, the shipped model's classifier too: training fine-tunes the
+    #: shipped model itself (the run's classes must be its eight, in its order)
+    pretrained_classifier: bool = False
     dropout: float = 0.5
     kwargs: dict = field(default_factory=dict)
 
@@ -219,6 +222,12 @@ class RunConfig:
             raise ConfigError(f"optim.name must be sgd or adamw, got {self.optim.name!r}")
         if self.optim.schedule not in ("cosine", "constant"):
             raise ConfigError(f"optim.schedule must be cosine or constant, got {self.optim.schedule!r}")
+        if self.model.pretrained_classifier and self.model.pretrained != "ferplus":
+            raise ConfigError(f"model.pretrained_classifier takes the shipped FER+ model's classifier: it needs "
+                              f"model.pretrained: ferplus, got {self.model.pretrained!r}")
+        if self.robust.enabled and (self.data.repeat > 1 or any(t.repeat > 1 for t in self.data.train_sources)):
+            raise ConfigError("robust learning judges every training clip by its own predictions; data.repeat or a "
+                              "train source's repeat > 1 would judge the copies of one clip apart: set them to 1")
         if self.mixing.alpha <= 0:
             raise ConfigError(f"mixing.alpha must be > 0, got {self.mixing.alpha}")
         self._validate_ranges()

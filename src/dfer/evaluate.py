@@ -40,7 +40,8 @@ from dfer.inference import predict_loader, shard_rows
 from dfer.io import atomic_path, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
-from dfer.preprocess.pipeline import recorded_fps
+from dfer.preprocess.align import FACE_FRACTION
+from dfer.preprocess.pipeline import recorded_preprocessing
 
 
 @torch.no_grad()
@@ -193,27 +194,35 @@ class _SharedClasses(torch.nn.Module):
         return self.model(clip)[..., self.index]
 
 
+def _as_predict_sees_them(table: ClipTable) -> bool:
+    """Whether every clip is a video or a frame folder whose ``dfer preprocess`` report gives
+    its frame rate and framing (other frame folders, DFEW's, keep the loader's path)."""
+    return all(k == ClipKind.VIDEO or (k == ClipKind.FRAMES and recorded_preprocessing(s) is not None)
+               for s, k in zip(table.source, table.kind))
+
+
 def predict_clips(table: ClipTable, bundle, config, index: list[int]) -> tuple[np.ndarray, list[str]]:
     """(N, len(index)) clip distributions of a model bundle over the videos and frame folders
     of ``table``, each exactly as ``dfer predict`` answers for it (``summary.mean_probabilities``
     of :func:`dfer.predict.predict_file`), reduced to the classes ``index`` and renormalised;
-    and the clip ids where no face was found (their row is uniform, so they count as wrong
-    only as often as chance allows — they are listed in the results).
+    and the ids of the clips where no face was found (their rows are NaN: no answer).
 
     A frame folder is taken as aligned faces (``dfer preprocess`` output) at the frame rate
-    its preprocessing recorded (``report.json`` above it).
+    its preprocessing recorded (``report.json`` above it), cut to the bundle's framing from
+    the face fraction it was aligned with.
     """
     detector = make_detector(config)
     aligned = replace(config, aligned=True)
-    out = np.full((len(table), len(index)), 1.0 / len(index))
+    out = np.full((len(table), len(index)), np.nan)
     unanswered = []
     for i, (clip_id, source, kind) in enumerate(zip(table.clip_id, table.source, table.kind)):
         if kind == ClipKind.FRAMES:
-            fps = recorded_fps(source)
-            if fps is None:
+            recorded = recorded_preprocessing(source)
+            if recorded is None:
                 raise DataError(f"{source}: a frame folder without the frame rate dfer preprocess records "
                                 f"(report.json above it): its windows cannot be placed in time")
-            report = predict_file(source, bundle, aligned, fps=fps)
+            fps, face_fraction = recorded
+            report = predict_file(source, _reframed(bundle, face_fraction, source), aligned, fps=fps)
         else:
             report = predict_file(source, bundle, config, detector)
         mean = report["summary"].get("mean_probabilities")
@@ -223,6 +232,17 @@ def predict_clips(table: ClipTable, bundle, config, index: list[int]) -> tuple[n
         p = np.asarray(mean, np.float64)[index]
         out[i] = p / p.sum()
     return out, unanswered
+
+
+def _reframed(bundle, face_fraction: float, source: str):
+    """``bundle`` with the centred crop that gives its framing from faces aligned at
+    ``face_fraction`` (``dfer predict`` aligns at :data:`dfer.preprocess.align.FACE_FRACTION`)."""
+    crop = bundle.face_crop * face_fraction / FACE_FRACTION
+    if crop > 1 + 1e-6:
+        raise DataError(f"{source}: aligned with face fraction {face_fraction:g}, a tighter framing than the model's "
+                        f"({FACE_FRACTION * 1 / bundle.face_crop:.4g}); preprocess again with --face-fraction "
+                        f"{FACE_FRACTION:g}")
+    return bundle if abs(crop - bundle.face_crop) < 1e-9 else replace(bundle, face_crop=min(1.0, crop))
 
 
 def class_index(model_classes, corpus_classes) -> list[int]:
@@ -411,10 +431,16 @@ def _run_pretrained(args: argparse.Namespace) -> int:
                                "face_crop": bundle.face_crop if args.face_crop else None,
                                "mean": list(bundle.mean), "std": list(bundle.std)}}
     probs = None
-    if not stills:
-        if (table.kind == ClipKind.IMAGE).any():
-            raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
-        # videos and frame folders: exactly what dfer predict does with each, and its clip answer
+    if not stills and (table.kind == ClipKind.IMAGE).any():
+        raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
+    if not stills and _as_predict_sees_them(table):
+        # videos and dfer preprocess's frame folders: what dfer predict does with each, and its clip answer
+        given = [flag for flag, value in (("--face-crop", args.face_crop), ("--num-clips", args.num_clips),
+                                          ("--batch-size", args.batch_size), ("--workers", args.workers)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: videos and dfer preprocess's frame folders are evaluated "
+                              f"as dfer predict sees them (its framing, windows and clip answer); these options "
+                              f"are for still images and other frame folders")
         t0 = time.perf_counter()
         probs, unanswered = predict_clips(table, bundle, PredictConfig(threads=torch.get_num_threads()), index)
         extra["eval_seconds"] = time.perf_counter() - t0
@@ -422,6 +448,13 @@ def _run_pretrained(args: argparse.Namespace) -> int:
                                   "path": "dfer predict (face detection and alignment of a video, or a folder of "
                                           "aligned frames; windows; the mean of the windows' distributions)"}
         extra["clips_without_face"] = unanswered
+        if unanswered:  # no face, no answer: such a clip is not scored (listed, and said)
+            keep = ~np.isin(table.clip_id.astype(str), unanswered)
+            print(f"dfer evaluate: {len(unanswered)} clip(s) without a face are not scored (listed in "
+                  f"results.json): {', '.join(unanswered[:3])}{' ...' if len(unanswered) > 3 else ''}")
+            if not keep.any():
+                raise DataError(f"--source {args.source}: no face found in any of the {len(table)} clips")
+            table, probs = table.take(keep), probs[keep]
     res = evaluate_model(model, table, cfg, bundle.device, run_dir=out, tag=args.tag,
                          transform=input_transform(bundle, face_crop=args.face_crop), extra=extra,
                          probabilities=probs)

@@ -45,7 +45,7 @@ from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
 from dfer.mixing import BatchMixer, MixConfig, one_hot
 from dfer.models import create_model
-from dfer.models.weights import FERPLUS, load_ferplus_classifier
+from dfer.models.weights import load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
 
 
@@ -233,8 +233,10 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
 
     model = create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained,
                          dropout=cfg.model.dropout, **cfg.model.kwargs)
-    if cfg.model.pretrained == FERPLUS:
-        load_ferplus_classifier(model, splits.classes)  # fine-tuning the shipped model itself
+    if cfg.model.pretrained_classifier and not load_ferplus_classifier(model, splits.classes):
+        raise ConfigError(f"model.pretrained_classifier: the run's classes {list(splits.classes)} are not the shipped "
+                          f"model's eight in its order (data.classes: ferplus8), or {cfg.model.name} has no linear "
+                          f"classifier of its size")
     model = model.to(device)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(

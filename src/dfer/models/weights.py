@@ -11,8 +11,8 @@
 - ``"ferplus"``: the ResNet-18 trunk of the face-expression model that ships inside dfer
   (:mod:`dfer.pretrained`: trained on FER+'s grey faces, which it sees as three equal
   channels, at 64 px; a colour clip is fine to fine-tune on, and any input size works);
-  a model whose classes are that model's eight, in its order, also gets its classifier
-  (:func:`load_ferplus_classifier`): training then fine-tunes the shipped model itself;
+  with ``model.pretrained_classifier: true`` (and that model's eight classes) its
+  classifier too (:func:`load_ferplus_classifier`): training fine-tunes the shipped model;
 - a path to a local state dict (``.pth``/``.pt`` via ``torch.load``, or ``.safetensors``):
   a torchvision-layout backbone (``conv1.weight``, ..., ``fc.weight``) or a dfer model
   (``backbone.conv1.weight``, ..., ``classifier.weight``). Only the backbone is loaded;
@@ -170,10 +170,10 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
 
 
 def load_ferplus_classifier(model: nn.Module, classes: tuple[str, ...] | list[str]) -> bool:
-    """Give ``model`` the shipped FER+ model's classifier too when it predicts exactly that
-    model's classes, in its order, from features of the same size: ``pretrained: ferplus``
-    then starts from the whole shipped model (fine-tuning it), not from its trunk and a
-    fresh classifier. Returns whether it did.
+    """Give ``model`` the shipped FER+ model's classifier when it predicts exactly that
+    model's classes, in its order, from features of the same size (``model.pretrained:
+    ferplus`` with ``model.pretrained_classifier: true``: the whole shipped model, fine-tuned).
+    Returns whether it did.
     """
     state, meta = read_pretrained()
     head = getattr(model, "classifier", None)

@@ -34,7 +34,12 @@ ARCFACE_TEMPLATE_112 = np.array(
 )
 
 
-def canonical_template(size: int = 256, face_fraction: float = 0.7) -> np.ndarray:
+#: share of the aligned crop's side that ArcFace's 112-px box covers in ``dfer preprocess``'s
+#: and ``dfer predict``'s faces (the whole face with a margin, like DFEW's frames)
+FACE_FRACTION = 0.7
+
+
+def canonical_template(size: int = 256, face_fraction: float = FACE_FRACTION) -> np.ndarray:
     """The template scaled to a ``size`` x ``size`` crop.
 
     Args:
@@ -76,7 +81,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 256, face_fraction: float = 0.7,
+def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 256, face_fraction: float = FACE_FRACTION,
                template: np.ndarray | None = None) -> np.ndarray:
     """Warp ``image`` so the face's 5 landmarks land on the canonical template.
 

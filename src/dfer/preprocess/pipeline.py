@@ -52,10 +52,11 @@ from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTa
 from dfer.emotions import canonical
 from dfer.errors import ConfigError, DataError, DfeError
 from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
+from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.video import iter_frames, probe_video
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
-           "recorded_fps", "add_arguments", "run"]
+           "recorded_preprocessing", "add_arguments", "run"]
 
 MANIFEST = "manifest.csv"
 REPORT = "report.json"
@@ -83,7 +84,7 @@ class PreprocessConfig:
     """
 
     size: int = 256
-    face_fraction: float = 0.7
+    face_fraction: float = FACE_FRACTION
     detect_every: int = 1
     max_side: int = 480
     score_threshold: float = 0.9
@@ -322,7 +323,8 @@ def _is_done(job: VideoJob, out: Path, config: PreprocessConfig) -> dict | None:
         record = json.loads((out / DONE_DIR / f"{job.path}.json").read_text())
     except (OSError, ValueError):
         return None
-    if (record.get("settings") != asdict(config) or record.get("source") != job.source
+    settings = {"trim": False, **record.get("settings", {})}  # written before trimming existed: untrimmed
+    if (settings != asdict(config) or record.get("source") != job.source
             or record.get("source_size") != job.size_bytes or record.get("source_mtime_ns") != job.mtime_ns
             or record.get("label") != job.label):
         return None
@@ -376,7 +378,7 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         raise DataError(f"{src}: expected a folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
     if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME):
         raise ConfigError(f"--manifest must be a plain file name, got {manifest!r}")
-    videos = find_videos(src_res, exclude=out_res) if corpus is None else corpus_videos(corpus, src_res)
+    videos = find_videos(src_res, exclude=out_res) if corpus is None else corpus_videos(corpus, src, src_res)
     if not videos:
         raise DataError(f"{src}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)}, recursively)")
     jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
@@ -403,7 +405,7 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
             records[c["source"]] = c
             log(f"FAILED {c['source']}: {c['error']}")
         report = _write_outputs(out, manifest, config, [records[k] for k in sorted(records)],
-                                corpus_columns(corpus, src_res) if corpus is not None else None)
+                                corpus_columns(corpus, src) if corpus is not None else None)
         shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)
     finally:
         lock.close()
@@ -449,30 +451,43 @@ def _run_jobs(todo: list[VideoJob], src_root: Path, out: Path, config: Preproces
                 yield record
 
 
-def corpus_videos(corpus: ClipTable, src: Path) -> list[Path]:
-    """The video files of a corpus read from ``src`` (frame folders are already frames)."""
-    root = src.parent if src.is_file() else src
-    videos = sorted({Path(p).resolve() for p, k in zip(corpus.source, corpus.kind) if k == ClipKind.VIDEO})
-    outside = [v for v in videos if root not in v.parents]
-    if outside:
-        raise DataError(f"{outside[0]}: a clip of the corpus lies outside SRC {src}")
-    return videos
+def _corpus_paths(corpus: ClipTable, src: Path) -> dict[int, str]:
+    """Row -> the clip's path relative to ``src`` (as given, links not followed), for the
+    corpus's videos; one outside ``src`` is an error."""
+    base = os.path.abspath(src if src.is_dir() else src.parent)
+    out = {}
+    for i, (path, kind) in enumerate(zip(corpus.source, corpus.kind)):
+        if kind != ClipKind.VIDEO:
+            continue
+        rel = os.path.relpath(os.path.abspath(path), base)
+        if rel.startswith(".."):
+            raise DataError(f"{path}: a clip of the corpus lies outside SRC {src}")
+        out[i] = Path(rel).as_posix()
+    return out
+
+
+def corpus_videos(corpus: ClipTable, src: Path, src_res: Path) -> list[Path]:
+    """The video files of a corpus read from ``src`` (frame folders are frames already), under
+    ``src_res`` (``src`` resolved) as the jobs name them."""
+    paths = _corpus_paths(corpus, src)
+    if len(paths) < len(corpus):
+        print(f"dfer preprocess: {len(corpus) - len(paths)} clip(s) of the corpus are not videos (frame "
+              f"folders are frames already): left out", file=sys.stderr)
+    root = src_res if src_res.is_dir() else src_res.parent
+    return sorted({root / rel for rel in paths.values()})
 
 
 def corpus_columns(corpus: ClipTable, src: Path) -> dict[str, dict[str, str]]:
     """Manifest cells of each video of ``corpus`` (by its path relative to SRC): label,
     group, fold, one column of votes per class."""
-    root = src.parent if src.is_file() else src
     has_votes = corpus.has_votes
     out = {}
-    for i, (path, kind) in enumerate(zip(corpus.source, corpus.kind)):
-        if kind != ClipKind.VIDEO:
-            continue
+    for i, rel in _corpus_paths(corpus, src).items():
         cells = {"label": corpus.classes[corpus.label[i]] if corpus.label[i] >= 0 else "",
                  "group": str(corpus.group[i]), "fold": str(int(corpus.fold[i])) if corpus.fold[i] > 0 else ""}
         if has_votes.any():
             cells.update({c: (f"{v:g}" if has_votes[i] else "") for c, v in zip(corpus.classes, corpus.votes[i])})
-        out[Path(path).resolve().relative_to(root).as_posix()] = cells
+        out[rel] = cells
     return out
 
 
@@ -507,25 +522,26 @@ def _write_outputs(out: Path, manifest: str, config: PreprocessConfig, records: 
     return report
 
 
-def recorded_fps(folder: str | os.PathLike) -> float | None:
-    """The frame rate of the video a ``dfer preprocess`` frame folder came from, as its
-    ``report.json`` (in OUT, some folder above it) records it; None when no report above
-    the folder knows it."""
+def recorded_preprocessing(folder: str | os.PathLike) -> tuple[float, float] | None:
+    """``(fps, face_fraction)`` of a ``dfer preprocess`` frame folder: the frame rate of the
+    video it came from and the face fraction it was aligned with, as its ``report.json`` (in
+    OUT, some folder above it) records them; None when no report above the folder knows it."""
     folder = Path(folder).resolve()
     for out in folder.parents:
         report = out / REPORT
         if report.is_file():
-            fps = _fps_table(str(report), report.stat().st_mtime_ns).get(folder.relative_to(out).as_posix())
-            if fps is not None:
-                return fps
+            found = _recorded(str(report), report.stat().st_mtime_ns).get(folder.relative_to(out).as_posix())
+            if found is not None:
+                return found
     return None
 
 
 @functools.lru_cache(maxsize=8)
-def _fps_table(report: str, mtime_ns: int) -> dict[str, float]:
+def _recorded(report: str, mtime_ns: int) -> dict[str, tuple[float, float]]:
     try:
-        videos = json.loads(Path(report).read_text(encoding="utf-8")).get("videos", [])
-        return {v["path"]: float(v["fps"]) for v in videos
+        data = json.loads(Path(report).read_text(encoding="utf-8"))
+        fraction = float(data.get("settings", {}).get("face_fraction", PreprocessConfig.face_fraction))
+        return {v["path"]: (float(v["fps"]), fraction) for v in data.get("videos", [])
                 if isinstance(v, dict) and v.get("status") == "ok" and isinstance(v.get("fps"), (int, float))
                 and v["fps"] > 0}
     except (OSError, ValueError, AttributeError, KeyError, TypeError):

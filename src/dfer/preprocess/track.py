@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dfer.preprocess.align import align_face
+from dfer.preprocess.align import FACE_FRACTION, align_face
 from dfer.preprocess.detect import Detections, FaceDetector
 from dfer.preprocess.video import DecodedFrame, as_rgb
 
@@ -66,7 +66,7 @@ class TrackConfig:
     iou_threshold: float = 0.3
     smooth_window: int = 5
     size: int = 256
-    face_fraction: float = 0.7
+    face_fraction: float = FACE_FRACTION
 
 
 @dataclass

@@ -391,6 +391,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_predict_answers(table: ClipTable, bundle, index: list[int], args, extra: dict
+                        ) -> tuple[ClipTable, np.ndarray]:
+    """Videos and dfer preprocess's frame folders: each clip's distribution as ``dfer predict``
+    answers for it (:func:`predict_clips`); clips without a face are left out of the scores
+    and listed in ``extra``. Returns the scored clips and their distributions."""
+    given = [flag for flag, value in (("--face-crop", args.face_crop), ("--num-clips", args.num_clips),
+                                      ("--batch-size", args.batch_size), ("--workers", args.workers)) if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: videos and dfer preprocess's frame folders are evaluated "
+                          f"as dfer predict sees them (its framing, windows and clip answer); these options "
+                          f"are for still images and other frame folders")
+    t0 = time.perf_counter()
+    probs, unanswered = predict_clips(table, bundle, PredictConfig(threads=torch.get_num_threads()), index)
+    extra["eval_seconds"] = time.perf_counter() - t0
+    extra["preprocessing"] = {**extra["preprocessing"], "face_crop": bundle.face_crop,
+                              "path": "dfer predict (face detection and alignment of a video, or a folder of "
+                                      "aligned frames; windows; the mean of the windows' distributions)"}
+    extra["clips_without_face"] = unanswered
+    if not unanswered:
+        return table, probs
+    # no face, no answer: such a clip is not scored (listed, and said)
+    keep = ~np.isin(table.clip_id.astype(str), unanswered)
+    print(f"dfer evaluate: {len(unanswered)} clip(s) without a face are not scored (listed in "
+          f"results.json): {', '.join(unanswered[:3])}{' ...' if len(unanswered) > 3 else ''}")
+    if not keep.any():
+        raise DataError(f"--source {args.source}: no face found in any of the {len(table)} clips")
+    return table.take(keep), probs[keep]
+
+
 def _run_pretrained(args: argparse.Namespace) -> int:
     if args.run is not None:
         raise ConfigError(f"--pretrained evaluates the model that ships with dfer; drop the run directory "
@@ -434,27 +463,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     if not stills and (table.kind == ClipKind.IMAGE).any():
         raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
     if not stills and _as_predict_sees_them(table):
-        # videos and dfer preprocess's frame folders: what dfer predict does with each, and its clip answer
-        given = [flag for flag, value in (("--face-crop", args.face_crop), ("--num-clips", args.num_clips),
-                                          ("--batch-size", args.batch_size), ("--workers", args.workers)) if value]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: videos and dfer preprocess's frame folders are evaluated "
-                              f"as dfer predict sees them (its framing, windows and clip answer); these options "
-                              f"are for still images and other frame folders")
-        t0 = time.perf_counter()
-        probs, unanswered = predict_clips(table, bundle, PredictConfig(threads=torch.get_num_threads()), index)
-        extra["eval_seconds"] = time.perf_counter() - t0
-        extra["preprocessing"] = {**extra["preprocessing"], "face_crop": bundle.face_crop,
-                                  "path": "dfer predict (face detection and alignment of a video, or a folder of "
-                                          "aligned frames; windows; the mean of the windows' distributions)"}
-        extra["clips_without_face"] = unanswered
-        if unanswered:  # no face, no answer: such a clip is not scored (listed, and said)
-            keep = ~np.isin(table.clip_id.astype(str), unanswered)
-            print(f"dfer evaluate: {len(unanswered)} clip(s) without a face are not scored (listed in "
-                  f"results.json): {', '.join(unanswered[:3])}{' ...' if len(unanswered) > 3 else ''}")
-            if not keep.any():
-                raise DataError(f"--source {args.source}: no face found in any of the {len(table)} clips")
-            table, probs = table.take(keep), probs[keep]
+        table, probs = _as_predict_answers(table, bundle, index, args, extra)
     res = evaluate_model(model, table, cfg, bundle.device, run_dir=out, tag=args.tag,
                          transform=input_transform(bundle, face_crop=args.face_crop), extra=extra,
                          probabilities=probs)

@@ -68,7 +68,8 @@ def test_batch_layout_manifest_and_failures(batch_run, batch_src, capsys):
     assert by_source["other/no_face.mp4"]["status"] == "failed"
     assert by_source["other/no_face.mp4"]["error"].startswith("no face found in 95 frames")
     assert "cannot open video" in by_source["other/broken.mp4"]["error"]
-    assert report["summary"] == {"videos": 3, "ok": 1, "failed": 2, "frames": 72, "filled_frames": 0}
+    assert report["summary"] == {"videos": 3, "ok": 1, "failed": 2, "frames": 72, "filled_frames": 0,
+                                 "trimmed_frames": 0}
     assert {f["source"] for f in report["failures"]} == {"other/no_face.mp4", "other/broken.mp4"}
     assert not (out / "other" / "no_face").exists() and not (out / ".partial").exists()
     assert _tree(batch_src) == before  # SRC untouched

@@ -114,6 +114,13 @@ def test_ravdess_modalities_keep_video_only_or_both_and_count_the_rest(tmp_path)
     assert t.clip_id.tolist() == ["Actor_03/01-01-05-01-01-01-03.mp4"] and t.meta["not_selected"] == {"modality=03": 1}
     with pytest.raises(ConfigError, match="03 is audio only"):
         load_ravdess(RAVDESS, modalities="01,03")
+    # one recording as both files (the same frames): read once, from the video-only file
+    both = touch(tmp_path / "both", "Actor_04/01-01-05-01-01-01-04.mp4", "Actor_04/02-01-05-01-01-01-04.mp4",
+                 "Actor_04/01-01-05-01-01-02-04.mp4")
+    t = load_ravdess(both)
+    assert t.clip_id.tolist() == ["Actor_04/01-01-05-01-01-02-04.mp4", "Actor_04/02-01-05-01-01-01-04.mp4"]
+    assert t.meta["same_recording"] == 1
+    assert len(load_ravdess(both, modalities="01")) == 2  # one modality: nothing to merge
 
 
 # ------------------------------------------------------------------------------ cremad

@@ -175,6 +175,8 @@ def load_ravdess(
     Args:
         modalities: which of ``01`` (audio-video) and ``02`` (video only) to keep, e.g.
             ``"02"``; clips of the other are left out and counted in ``meta["not_selected"]``.
+            A recording present as both is read once, from its video-only file
+            (:func:`one_file_per_recording`).
             Audio-only recordings (03) have no face; RAVDESS ships them as ``.wav``, which
             are listed in ``meta["ignored"]``.
         calm: ``neutral`` (calm clips count as neutral), ``drop`` (left out), ``keep`` (a
@@ -195,8 +197,22 @@ def load_ravdess(
         if _key(m) not in (1, 2):
             raise ConfigError(f"ravdess option modalities: {m!r} unknown; expected 01 (audio-video) and/or 02 "
                               f"(video only); 03 is audio only, without a face")
-    return _preset("ravdess", root, classes=classes, folds=folds, on_bad_name=on_bad_name,
-                   codes=_merge(calm_code, codes), select={"modality": keep})
+    table = _preset("ravdess", root, classes=classes, folds=folds, on_bad_name=on_bad_name,
+                    codes=_merge(calm_code, codes), select={"modality": keep})
+    return one_file_per_recording(table)
+
+
+def one_file_per_recording(table: ClipTable) -> ClipTable:
+    """RAVDESS ships each recording twice, audio-video (01) and video only (02), with the same
+    frames: keep one file per recording (the video-only one), so no clip counts twice; the
+    files left out are counted in ``meta["same_recording"]``."""
+    names = [PurePosixPath(c).name for c in table.clip_id]
+    recordings = [f"{PurePosixPath(c).parent}/{n[2:]}" for c, n in zip(table.clip_id, names)]
+    video_only = {r for r, n in zip(recordings, names) if n.startswith("02")}
+    keep = np.array([n.startswith("02") or r not in video_only for r, n in zip(recordings, names)], bool)
+    if keep.all():
+        return table
+    return replace(table.take(keep), meta={**table.meta, "same_recording": int((~keep).sum())})
 
 
 def load_cremad(

@@ -123,6 +123,20 @@ def test_cache_reused_and_invalidated_when_a_folder_changes(corpus, tmp_path):
     assert rep4.num_cached == 0
 
 
+def test_parts_of_a_run_share_the_cache_without_evicting_each_other(corpus, tmp_path):
+    """A run checks its training clips, its test clips and its further training sources one
+    after another into one cache: each keeps its entries."""
+    t, _ = corpus
+    train, test = t.take([0, 1]), t.take([6])
+    cache = tmp_path / "cache"
+    check_table(train, cache_dir=cache, workers=2)
+    check_table(test, cache_dir=cache, workers=2)
+    _, again = check_table(train, cache_dir=cache, workers=2)
+    assert again.num_cached == 2
+    _, both = check_table(t.take([0, 1, 6]), cache_dir=cache, workers=2)
+    assert both.num_cached == 3
+
+
 def test_unknown_num_frames_filled_and_still_image(tmp_path):
     frames(tmp_path / "f", 3)
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")

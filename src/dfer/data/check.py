@@ -262,7 +262,15 @@ def check_table(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(work, [(a, min(n, a + step)) for a in range(0, n, step)]))
     if cache_path is not None:
-        _save_cache(cache_path, sources, kinds, sig, frames, status, detail)
+        # the clips checked here, and those another part of the run checked before (its train,
+        # test and further training sources share one cache)
+        mine = set(sources)
+        older = [(k, v) for k, v in cache.items() if k[0] not in mine]
+        _save_cache(cache_path, sources + [k[0] for k, _ in older], kinds + [k[1] for k, _ in older],
+                    np.concatenate([sig, np.array([k[2:] for k, _ in older], np.int64).reshape(-1, 2)]),
+                    np.concatenate([frames, np.array([v[0] for _, v in older], np.int64)]),
+                    np.concatenate([status, np.array([v[1] for _, v in older], np.int8)]),
+                    detail + [v[2] for _, v in older])
 
     listed = table.num_frames.astype(np.int64)
     status = status.copy()

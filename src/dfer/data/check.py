@@ -190,12 +190,20 @@ def _load_cache(path: Path) -> dict[tuple[str, int, int, int], tuple[int, int, s
         return {}  # absent or unreadable cache: check everything again
 
 
-def _save_cache(path: Path, source, kind, sig, frames, status, detail) -> None:
+def _save_cache(path: Path, older: dict, source, kind, sig, frames, status, detail) -> None:
+    """Write the clips checked now and the entries of ``older`` for other clips: another part
+    of the run (its train, test and further training sources) shares one cache."""
+    mine = set(source)
+    rest = [(k, v) for k, v in older.items() if k[0] not in mine]
+    sig = np.concatenate([sig, np.array([k[2:] for k, _ in rest], np.int64).reshape(-1, 2)])
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, source=np.asarray(source, dtype=str), kind=np.asarray(kind, np.uint8),
-                 mtime=sig[:, 0], size=sig[:, 1], frames=np.asarray(frames, np.int64),
-                 status=np.asarray(status, np.int8), detail=np.asarray(detail, dtype=str))
+        np.savez(f, source=np.asarray(list(source) + [k[0] for k, _ in rest], dtype=str),
+                 kind=np.asarray(list(kind) + [k[1] for k, _ in rest], np.uint8),
+                 mtime=sig[:, 0], size=sig[:, 1],
+                 frames=np.asarray(list(frames) + [v[0] for _, v in rest], np.int64),
+                 status=np.asarray(list(status) + [v[1] for _, v in rest], np.int8),
+                 detail=np.asarray(list(detail) + [v[2] for _, v in rest], dtype=str))
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -262,15 +270,7 @@ def check_table(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(work, [(a, min(n, a + step)) for a in range(0, n, step)]))
     if cache_path is not None:
-        # the clips checked here, and those another part of the run checked before (its train,
-        # test and further training sources share one cache)
-        mine = set(sources)
-        older = [(k, v) for k, v in cache.items() if k[0] not in mine]
-        _save_cache(cache_path, sources + [k[0] for k, _ in older], kinds + [k[1] for k, _ in older],
-                    np.concatenate([sig, np.array([k[2:] for k, _ in older], np.int64).reshape(-1, 2)]),
-                    np.concatenate([frames, np.array([v[0] for _, v in older], np.int64)]),
-                    np.concatenate([status, np.array([v[1] for _, v in older], np.int8)]),
-                    detail + [v[2] for _, v in older])
+        _save_cache(cache_path, cache, sources, kinds, sig, frames, status, detail)
 
     listed = table.num_frames.astype(np.int64)
     status = status.copy()

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from dfer.losses import soft_target_cross_entropy
-from dfer.mixing import BatchMixer, MixConfig
+from dfer.config import MixingConfig
+from dfer.mixing import BatchMixer
 
 
 class FramesResNet18(nn.Module):
@@ -80,7 +81,7 @@ def main() -> None:
     clip = torch.randn(args.batch, args.frames, 3, args.size, args.size, generator=g).to(device)
     soft_label = torch.softmax(torch.randn(args.batch, args.classes, generator=g), -1).to(device)
 
-    mixer = BatchMixer(MixConfig(mode="midas", alpha=0.4), args.classes, generator=0)
+    mixer = BatchMixer("midas", MixingConfig(alpha=0.4), num_classes=args.classes, generator=0)
     midas_ms = median_ms(lambda: mixer(clip, soft_label), args.repeats, device)
 
     model, model_name = build_model(args.classes)

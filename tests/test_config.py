@@ -37,7 +37,7 @@ def test_overrides_go_through_the_same_typed_path(tmp_path):
     ("optim.lrr=0.1", r"unknown key\(s\) \['lrr'\]"),
     ("optim.lr=abc", r"config\.optim\.lr: expected a number, got 'abc'"),
     ("optim.epochs=2.5", r"expected an integer"),
-    ("label_mode=fuzzy", r"label_mode 'fuzzy' is not one of"),
+    ("label_mode=fuzzy", r"label_mode must be hard, soft, midas, midas-hard or mixup, got 'fuzzy'"),
     ("eval.select=best_val", r"needs data.val_fraction > 0 or data.source.val_split: the test fold never selects"),
     ("data.on_bad_clip=ignore", r"on_bad_clip must be 'error' or 'skip'"),
     ("mixing.alpha=0", r"mixing.alpha must be > 0"),
@@ -149,6 +149,37 @@ def test_no_two_recipes_share_a_run_or_cv_name():
         assert all(len(h) == 1 for h in protocols.values()), [k for k, h in protocols.items() if len(h) > 1]
     clear = cfgs[Path("paper/table6_clear.yaml")]
     assert clear.run_name() == "tsm_resnet18_soft_dfew-clear-fold1" and cv_name(clear) == "tsm_resnet18_soft_dfew-clear-cv"
+
+
+@pytest.mark.parametrize("recipe", sorted(p.relative_to(ROOT / "configs").as_posix()
+                                           for p in (ROOT / "configs").rglob("*.yaml")))
+def test_every_shipped_recipe_reads_and_its_settings_are_accepted(recipe):
+    """Bases (``_dfew.yaml``) included: each passes every declared range, choice and rule."""
+    cfg = load_config(ROOT / "configs" / recipe)
+    assert isinstance(cfg, RunConfig) and cfg.validate() is cfg
+
+
+def test_every_setting_declares_what_it_accepts_or_is_free_text_or_a_switch():
+    """A number or a word of a fixed set without a declaration would be checked nowhere."""
+    import dataclasses
+    import typing
+
+    from dfer.config import DataConfig, EvalConfig, MixingConfig, ModelConfig, OptimConfig, RobustConfig, SourceConfig
+
+    free = {"SourceConfig.root", "SourceConfig.train_split", "SourceConfig.test_split", "SourceConfig.val_split",
+            "SourceConfig.kind", "DataConfig.classes", "ModelConfig.name", "ModelConfig.pretrained",
+            "OptimConfig.warmup_epochs", "RobustConfig.truth"}  # checked by their class's rules
+    for cls in (RunConfig, SourceConfig, DataConfig, ModelConfig, OptimConfig, MixingConfig, EvalConfig, RobustConfig):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if tp is bool or dataclasses.is_dataclass(tp) or tp is dict or typing.get_origin(tp) is dict:
+                continue
+            if typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+                continue
+            if typing.get_args(tp) and all(dataclasses.is_dataclass(a) or a is type(None) for a in typing.get_args(tp)):
+                continue
+            assert "accepts" in f.metadata or f"{cls.__name__}.{f.name}" in free, f"{cls.__name__}.{f.name}"
 
 
 def test_cosine_schedule_endpoints_and_warmup():

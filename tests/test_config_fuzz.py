@@ -1,5 +1,6 @@
 """Random values and junk through every config field, as overrides on the command line:
-the config is read or refused with one ConfigError line (exit 2), never a traceback."""
+the config is read or refused with one ConfigError line (exit 2), never a traceback; a
+value refused is refused by ``dfer train`` before any data is read, with nothing written."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ FIELDS = _fields(RunConfig)
 VALUES = st.one_of(
     st.integers(min_value=-2**70, max_value=2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["0", "-1", "1", "0.5", "1e309", "-0.0", "nan", ".inf", "null", "~", "true", "false", "yes",
+    st.sampled_from(["0", "-1", "1", "0.5", "1e309", "1e308", "100000", "-1e308", "{classes: 5}", "{frames: 5}", "-0.0", "nan", ".inf", "null", "~", "true", "false", "yes",
                      "[]", "{}", "[1, 2]", "{a: 1}", "[", "{a", "'", "\"x", ": :", "- a", "cuda", "cuda:7",
                      "tpu", "cpu", "auto", "last", "best_val", "soft", "midas", "none", "softmax", "test",
                      "tset", "all", "val", "&a", "*a", "!!python/object:os.system ls"]),
@@ -65,6 +66,55 @@ def test_the_cli_exits_0_or_2_with_one_line(field, value, capsys):
     if rc == 2:
         lines = [ln for ln in err.splitlines() if ln.strip()]
         assert len(lines) == 1 and "Traceback" not in err, err
+
+
+class _DataRead(Exception):
+    """Raised where dfer train would read its first corpus."""
+
+
+# out_dir is left out: a value accepted there (an absolute path) is where the run would go
+TRAIN_FIELDS = [f for f in FIELDS if f != "out_dir"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(TRAIN_FIELDS), value=VALUES)
+def test_a_value_refused_stops_train_before_any_data_is_read_and_nothing_is_written(field, value, capsys,
+                                                                                    tmp_path_factory):
+    import pytest
+    import torch
+
+    import dfer.data.splits
+
+    work = tmp_path_factory.mktemp("train")
+    overrides = ["data.source.root=/nonexistent/DFEW", "out_dir=runs", f"{field}={value}"]
+    try:
+        load_config(None, overrides)
+        accepted = True
+    except DfeError:
+        accepted = False
+    read = []
+
+    def no_data(*a, **k):
+        read.append(a)
+        raise _DataRead
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
+        mp.setattr(dfer.data.splits, "load_source", no_data)
+        mp.setattr(torch, "set_num_threads", lambda n: None)  # an accepted `threads` must not reach this process
+        try:
+            rc = main(["train", *overrides])
+        except _DataRead:
+            rc = None
+    out, err = capsys.readouterr()
+    if not accepted:
+        assert rc == 2 and not read, (field, value, rc, err)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert not any(work.iterdir()), (field, value, sorted(work.rglob("*")))
+    else:  # an accepted value takes train to its data, unless the machine lacks the device it names
+        assert rc is None or (rc == 2 and ("CUDA" in err or "has no root" in err)), (field, value, rc, err)
 
 
 def _options(command: str) -> list[tuple[str, bool]]:

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from dfer.config import MixingConfig
 from dfer.errors import ConfigError, DataError
 from dfer.mixing import (
     BatchMixer,
-    MixConfig,
     mix_clips,
     mix_targets,
     normalise_target,
@@ -135,7 +135,7 @@ def test_mix_clips_works_on_images_and_with_one_lam_for_the_batch():
 
 def test_zeros_mixed_with_ones_give_lam_everywhere_and_conserve_the_pixel_sum():
     clip = torch.stack([torch.ones(4, 3, 8, 8), torch.zeros(4, 3, 8, 8)])
-    mixer = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", num_classes=7, generator=0)
     result = mixer(clip, random_soft_labels(2, 7))
     assert result.partner.tolist() == [1, 0]  # with two clips the partner is forced
     torch.testing.assert_close(result.clip[0], torch.full_like(clip[0], float(result.lam[0])))
@@ -162,10 +162,10 @@ def test_mix_clips_rejects_mismatched_partner_and_lam():
 
 def test_mixing_runs_in_the_clip_dtype_under_autocast():
     clip = torch.randn(4, 2, 3, 6, 6, generator=gen(4))
-    mixer = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", num_classes=7, generator=0)
     labels = random_soft_labels(4, 7)
     reference = mixer(clip, labels)
-    mixer = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", num_classes=7, generator=0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         half = mixer(clip.bfloat16(), labels)
     assert half.clip.dtype == torch.bfloat16 and half.target.dtype == torch.float32
@@ -178,7 +178,7 @@ def test_mixing_runs_in_the_clip_dtype_under_autocast():
 
 @pytest.mark.parametrize("normalise", ["none", "softmax", "renormalise"])
 def test_every_mixed_soft_target_is_a_distribution(normalise):
-    mixer = BatchMixer(MixConfig(mode="midas", normalise=normalise), num_classes=7, generator=1)
+    mixer = BatchMixer("midas", MixingConfig(normalise=normalise), num_classes=7, generator=1)
     result = mixer(torch.zeros(16, 2, 3, 4, 4), random_soft_labels(16, 7))
     assert result.target.dtype == torch.float32
     assert (result.target >= 0).all()
@@ -187,7 +187,7 @@ def test_every_mixed_soft_target_is_a_distribution(normalise):
 
 def test_each_mixed_target_recovers_as_a_mix_of_two_distinct_clips():
     labels = random_soft_labels(12, 7, seed=3)
-    mixer = BatchMixer(MixConfig(mode="midas", alpha=1.0), num_classes=7, generator=2)
+    mixer = BatchMixer("midas", MixingConfig(alpha=1.0), num_classes=7, generator=2)
     result = mixer(torch.zeros(12, 1, 1, 2, 2), labels)
     for i in range(12):
         j, lam, residual = recover_pair(result.target[i], labels, i)
@@ -198,7 +198,7 @@ def test_each_mixed_target_recovers_as_a_mix_of_two_distinct_clips():
 
 def test_midas_hard_on_distinct_one_hot_labels_has_two_nonzero_entries_at_most():
     label = torch.arange(7)
-    mixer = BatchMixer(MixConfig(mode="midas-hard"), num_classes=7, generator=4)
+    mixer = BatchMixer("midas-hard", num_classes=7, generator=4)
     for _ in range(20):
         result = mixer(torch.zeros(7, 1, 1, 2, 2), None, label)
         assert ((result.target > 0).sum(-1) <= 2).all()
@@ -257,7 +257,7 @@ def test_normalise_none_returns_the_mix_as_is_and_unknown_modes_fail():
 
 
 def test_mixup_draws_one_lam_per_batch_over_a_permutation_that_may_pair_a_clip_with_itself():
-    mixer = BatchMixer(MixConfig(mode="mixup", alpha=1.0), num_classes=7, generator=0)
+    mixer = BatchMixer("mixup", MixingConfig(alpha=1.0), num_classes=7, generator=0)
     label = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0])
     self_pairs = 0
     for _ in range(50):
@@ -271,7 +271,7 @@ def test_mixup_draws_one_lam_per_batch_over_a_permutation_that_may_pair_a_clip_w
 
 
 def test_midas_with_lam_per_batch_shares_lam_but_keeps_distinct_partners():
-    mixer = BatchMixer(MixConfig(mode="midas", lam_per="batch"), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", MixingConfig(lam_per="batch"), num_classes=7, generator=0)
     result = mixer(torch.zeros(6, 1, 1, 2, 2), random_soft_labels(6, 7))
     assert (result.lam == result.lam[0]).all()
     assert (result.partner != torch.arange(6)).all()
@@ -279,7 +279,7 @@ def test_midas_with_lam_per_batch_shares_lam_but_keeps_distinct_partners():
 
 @pytest.mark.parametrize("mode", ["midas-hard", "mixup"])
 def test_hard_modes_reject_clips_without_a_hard_label(mode):
-    mixer = BatchMixer(MixConfig(mode=mode), num_classes=7, generator=0)
+    mixer = BatchMixer(mode, num_classes=7, generator=0)
     with pytest.raises(DataError, match=r"hard labels required: batch position\(s\) \[2\] have "
                                         r"label\(s\) \[-1\], expected a class index in \[0, 7\)"):
         mixer(torch.zeros(4, 1, 1, 2, 2), None, torch.tensor([0, 1, -1, 3]))
@@ -288,7 +288,7 @@ def test_hard_modes_reject_clips_without_a_hard_label(mode):
 
 
 def test_mode_none_passes_clip_and_target_through_without_drawing():
-    mixer = BatchMixer(MixConfig(mode="none"), num_classes=7, generator=0)
+    mixer = BatchMixer("none", num_classes=7, generator=0)
     state = mixer.state_dict()["rng_state"].clone()
     clip, labels = torch.randn(3, 2, 3, 4, 4), random_soft_labels(3, 7).double()
     result = mixer(clip, labels)
@@ -300,7 +300,7 @@ def test_mode_none_passes_clip_and_target_through_without_drawing():
 
 
 def test_a_batch_of_one_clip_passes_through_midas_unmixed():
-    mixer = BatchMixer(MixConfig(mode="midas", normalise="softmax"), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", MixingConfig(normalise="softmax"), num_classes=7, generator=0)
     clip, labels = torch.randn(1, 2, 3, 4, 4), random_soft_labels(1, 7)
     result = mixer(clip, labels)
     torch.testing.assert_close(result.clip, clip)
@@ -310,15 +310,15 @@ def test_a_batch_of_one_clip_passes_through_midas_unmixed():
 
 def test_same_seed_same_batches_and_state_dict_resumes_exactly():
     clip, labels = torch.randn(5, 2, 3, 4, 4, generator=gen(9)), random_soft_labels(5, 7)
-    a = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=11)
-    b = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=11)
+    a = BatchMixer("midas", num_classes=7, generator=11)
+    b = BatchMixer("midas", num_classes=7, generator=11)
     for _ in range(3):
         ra, rb = a(clip, labels), b(clip, labels)
         torch.testing.assert_close(ra.clip, rb.clip, rtol=0, atol=0)
         assert torch.equal(ra.partner, rb.partner) and torch.equal(ra.lam, rb.lam)
     saved = a.state_dict()
     first = [a(clip, labels) for _ in range(3)]
-    resumed = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=999)
+    resumed = BatchMixer("midas", num_classes=7, generator=999)
     resumed.load_state_dict(saved)
     for expected in first:
         got = resumed(clip, labels)
@@ -326,31 +326,33 @@ def test_same_seed_same_batches_and_state_dict_resumes_exactly():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("mode", "kwargs", "message"),
     [
-        ({"mode": "midsa"}, r"mode must be one of none, midas, midas-hard, mixup; got 'midsa'"),
-        ({"alpha": 0}, r"alpha must be a number > 0; got 0"),
-        ({"alpha": -0.4}, r"alpha must be a number > 0; got -0.4"),
-        ({"temperature": 0.0}, r"temperature must be a number > 0; got 0.0"),
-        ({"normalise": "l1"}, r"normalise must be one of none, softmax, renormalise; got 'l1'"),
-        ({"lam_per": "clip"}, r"lam_per must be one of sample, batch or null; got 'clip'"),
-        ({"mode": "mixup", "normalise": "softmax"}, r"mode 'mixup' is defined without normalisation"),
-        ({"mode": "mixup", "lam_per": "sample"}, r"mode 'mixup' draws one lam per batch"),
+        ("midsa", {}, r"mixing mode must be none, midas, midas-hard, mixup, got 'midsa'"),
+        ("midas", {"alpha": 0}, r"mixing\.alpha must be > 0, got 0"),
+        ("midas", {"alpha": -0.4}, r"mixing\.alpha must be > 0, got -0.4"),
+        ("midas", {"alpha": "x"}, r"mixing\.alpha must be > 0, got 'x'"),
+        ("midas", {"temperature": 0.0}, r"mixing\.temperature must be > 0, got 0.0"),
+        ("midas", {"normalise": "l1"}, r"mixing\.normalise must be none, softmax or renormalise, got 'l1'"),
+        ("midas", {"lam_per": "clip"}, r"mixing\.lam_per must be sample or batch or null, got 'clip'"),
+        ("mixup", {"normalise": "softmax"}, r"label mode 'mixup' is defined without normalisation"),
+        ("mixup", {"lam_per": "sample"}, r"label mode 'mixup' draws one lam per batch"),
     ],
 )
-def test_config_rejects_bad_fields(kwargs, message):
+def test_config_rejects_bad_fields(mode, kwargs, message):
+    """The mixer checks its settings as a run's config is checked when it is read."""
     with pytest.raises(ConfigError, match=message):
-        MixConfig(**kwargs)
+        BatchMixer(mode, MixingConfig(**kwargs), num_classes=7)
 
 
 def test_config_resolves_lam_per_from_the_mode():
-    assert MixConfig(mode="midas").resolved_lam_per == "sample"
-    assert MixConfig(mode="mixup").resolved_lam_per == "batch"
-    assert MixConfig(mode="midas", alpha=1).alpha == 1.0 and isinstance(MixConfig(alpha=1).alpha, float)
+    assert MixingConfig().lam_per_of("midas") == "sample"
+    assert MixingConfig().lam_per_of("mixup") == "batch"
+    assert MixingConfig(lam_per="batch").lam_per_of("midas") == "batch"
 
 
 def test_soft_label_of_the_wrong_width_is_rejected():
-    mixer = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", num_classes=7, generator=0)
     with pytest.raises(ValueError, match=r"Expected a floating soft_label of shape \(4, 7\), got shape \(4, 8\)"):
         mixer(torch.zeros(4, 1, 1, 2, 2), random_soft_labels(4, 8))
 
@@ -358,8 +360,8 @@ def test_soft_label_of_the_wrong_width_is_rejected():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_cuda_everything_stays_on_the_device_and_matches_cpu():
     clip, labels = torch.randn(6, 4, 3, 8, 8, generator=gen(0)), random_soft_labels(6, 7)
-    cpu = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=3)(clip, labels)
-    cuda = BatchMixer(MixConfig(mode="midas"), num_classes=7, generator=3)(clip.cuda(), labels.cuda())
+    cpu = BatchMixer("midas", num_classes=7, generator=3)(clip, labels)
+    cuda = BatchMixer("midas", num_classes=7, generator=3)(clip.cuda(), labels.cuda())
     for field in cuda:
         assert field.device.type == "cuda"
     torch.testing.assert_close(cuda.clip.cpu(), cpu.clip)
@@ -370,7 +372,7 @@ def test_on_cuda_everything_stays_on_the_device_and_matches_cpu():
 def test_a_uint8_batch_is_refused_with_the_conversion_to_use():
     """dfer's loaders give uint8 clips; mixing them as integers would wrap around, so the
     mixer says which function makes them float."""
-    mixer = BatchMixer(MixConfig(mode="midas", alpha=0.4), num_classes=3, generator=0)
+    mixer = BatchMixer("midas", MixingConfig(alpha=0.4), num_classes=3, generator=0)
     clip = torch.zeros(4, 2, 3, 8, 8, dtype=torch.uint8)
     with pytest.raises(ValueError, match=r"dtype torch\.uint8; dfer's loaders give uint8 clips: mix "
                                          r"to_model_input\(batch\['clip'\], device\)"):

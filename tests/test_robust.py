@@ -17,7 +17,7 @@ from dfer.emotions import BASIC7
 from dfer.errors import ConfigError
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
-from dfer.robust.config import RobustConfig
+from dfer.config import RobustConfig
 from dfer.robust.keyframe import KeyExpressionSampler, frame_scores, key_distribution, stratified_draw
 from dfer.robust.learner import RobustLearner, detection_scores
 
@@ -183,14 +183,15 @@ def test_learner_adjust_applies_the_policy_after_warmup_only():
 
 def test_mixed_clips_weigh_what_their_sources_weigh():
     """The composition train.py applies under MIDAS: w_mixed = λ w_i + (1 - λ) w_j."""
-    from dfer.mixing import BatchMixer, MixConfig
+    from dfer.config import MixingConfig
+    from dfer.mixing import BatchMixer
 
     table = fake_table([0] * 6)
     lr = RobustLearner(RobustConfig(enabled=True, hard_weight=2.0, noisy_weight=0.0, momentum=0.0), table, C)
     lr.update(*_pass(), hard_labels=True)
     idx = torch.arange(6)
     soft, label, w = lr.adjust(idx, torch.from_numpy(table.soft_labels()), torch.zeros(6, dtype=torch.int64))
-    mixed = BatchMixer(MixConfig(mode="midas-hard", alpha=0.4), C, generator=0)(torch.zeros(6, 2, 3, 4, 4), soft, label)
+    mixed = BatchMixer("midas-hard", MixingConfig(alpha=0.4), num_classes=C, generator=0)(torch.zeros(6, 2, 3, 4, 4), soft, label)
     wm = mixed.lam * w + (1 - mixed.lam) * w[mixed.partner]
     assert ((wm >= 0) & (wm <= 2)).all()
     expect = [mixed.lam[i] * w[i] + (1 - mixed.lam[i]) * w[mixed.partner[i]] for i in range(6)]
@@ -204,9 +205,9 @@ def test_detection_scores():
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ConfigError, match=r"robust\.noisy_policy = 'drop', expected one of"):
+    with pytest.raises(ConfigError, match=r"robust\.noisy_policy must be downweight or correct, got 'drop'"):
         RobustConfig(noisy_policy="drop").validate()
-    with pytest.raises(ConfigError, match=r"robust\.num_clips = 1, expected >= 2"):
+    with pytest.raises(ConfigError, match=r"robust\.num_clips must be >= 2 \(agreement needs several clips\), got 1"):
         RobustConfig(num_clips=1).validate()
     cfg = from_dict(RunConfig, {"robust": {"enabled": True, "noisy_policy": "correct"}})
     assert cfg.robust.noisy_policy == "correct"

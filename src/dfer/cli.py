@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
-from dfer.errors import DfeError
+from dfer.errors import ConfigError, DfeError
 from dfer.runtime import MODEL_COMMANDS, keep_freed_memory
 
 #: name -> (module, one-line help)
@@ -29,6 +30,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("dfer.compare", "one table of several cross-validation results"),
     "reproduce": ("dfer.reproduce", "run the recipes of one of the paper's tables"),
 }
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """A command's parser whose usage errors are one line and exit 2, like every other
+    error of the user's (``dfer predict: error: --size must be at most 1024, got 100000``)."""
+
+    def error(self, message: str):
+        # the value checks of dfer.config.arg say "must be ...": name the option before it
+        raise ConfigError(re.sub(r"^argument ([^:]+): must be", r"\1 must be", message))
 
 
 def _lazy_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
@@ -58,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dfer {name}: not available in this build ({e.name} missing)", file=sys.stderr)
             return 2
         raise
-    parser = argparse.ArgumentParser(prog=f"dfer {name}", description=help_)
+    parser = _OneLineParser(prog=f"dfer {name}", description=help_)
     module.add_arguments(parser)
     # intermixed: key=value overrides may come before or after options (argparse cannot
     # intermix around sub-commands, so `dfer data stats` parses plainly)
     nested = any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)
-    args = parser.parse_args(argv[1:]) if nested else parser.parse_intermixed_args(argv[1:])
-    if name in MODEL_COMMANDS:
-        keep_freed_memory()  # training and inference reuse their activations' pages (see its docstring)
     try:
+        args = parser.parse_args(argv[1:]) if nested else parser.parse_intermixed_args(argv[1:])
+        if name in MODEL_COMMANDS:
+            keep_freed_memory()  # training and inference reuse their activations' pages (see its docstring)
         return int(module.run(args) or 0)
     except DfeError as e:
         print(f"dfer {name}: error: {e}", file=sys.stderr)

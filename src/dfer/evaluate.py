@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from dfer.checkpoint import load_run
-from dfer.config import DataConfig, EvalConfig, OptimConfig, RunConfig, SourceConfig
+from dfer.config import (MAX_BATCH, MAX_FRAMES, MAX_THREADS, DataConfig, EvalConfig, OptimConfig, RunConfig,
+                         SourceConfig, arg)
 from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
 from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
 from dfer.data.dataset import build_loader
@@ -292,7 +293,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "corpus's classes by name: for a basic-7 corpus contempt is dropped and the other seven "
                         "renormalised. Needs --source; writes into --out")
     p.add_argument("--checkpoint", choices=["last", "best"], help="default: the run's own selection rule")
-    p.add_argument("--num-clips", type=int, help="clips per video (default: the run's eval.num_clips; 1 with "
+    p.add_argument("--num-clips", type=arg(int, range="[1, inf)", limit=MAX_FRAMES), help="clips per video (default: the run's eval.num_clips; 1 with "
                                                  "--pretrained)")
     p.add_argument("--source", metavar="KIND:PATH",
                    help="evaluate on another corpus: KIND:PATH (e.g. afew:/data/AFEW, ferplus:/data/FERPlus), or "
@@ -302,7 +303,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "the acted ones)")
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of --source's corpus kind, e.g. -o folds=4 (repeatable)")
-    p.add_argument("--fold", type=int, default=None, help="fold of --source to use as test set")
+    p.add_argument("--fold", type=arg(int, range="[1, inf)"), default=None, help="fold of --source to use as test set")
     p.add_argument("--ties", choices=["drop", "first", "random"], default=None,
                    help="hard label of a clip whose top votes tie: first (in class order), random or drop (default "
                         "with --pretrained: first, as FER+'s majority-vote accuracy counts them; for a run: the run's "
@@ -311,8 +312,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --pretrained: cut each image to the model's face crop first, as dfer predict does, for a "
                         "corpus of whole aligned faces (dfer preprocess output, DFEW's frames) rather than tight crops")
     p.add_argument("--out", help="with --pretrained: output folder (default runs/pretrained_KIND-SPLIT)")
-    p.add_argument("--batch-size", type=int, help="with --pretrained: clips per forward pass (default 64)")
-    p.add_argument("--workers", type=int, help="with --pretrained: loader processes (default 2)")
+    p.add_argument("--batch-size", type=arg(int, range="[1, inf)", limit=MAX_BATCH), help="with --pretrained: clips per forward pass (default 64)")
+    p.add_argument("--workers", type=arg(int, range="[0, inf)", limit=MAX_THREADS), help="with --pretrained: loader processes (default 2)")
     p.add_argument("--tag", default="", help="suffix for the written files (results.TAG.json)")
     p.add_argument("--device", default="auto")
 

@@ -28,9 +28,10 @@ choice, written into the run's config:
 The default, ``normalise="none"``, is provisional: it is the variant that did not lose
 accuracy in the one measurement we have, and it stands until the hard / soft / MIDAS
 comparison under each normalisation is measured. The paper-literal variant is
-``MixConfig(mode="midas", normalise="softmax", temperature=1.0)``.
+label mode ``midas`` with ``MixingConfig(normalise="softmax", temperature=1.0)``.
 
-Modes of :class:`MixConfig`:
+The mixing settings are :class:`dfer.config.MixingConfig` (a run's ``mixing:`` section);
+the mode is the run's label mode, or one of:
 
 * ``"midas"``: soft labels mixed, partner j(i) ≠ i, λ drawn per sample (by default).
 * ``"midas-hard"``: the same procedure on one-hot hard labels ("MIDAS w/ hard label",
@@ -49,9 +50,10 @@ unchanged inside ``torch.autocast``. Nothing here modifies a caller's tensor.
 Drop it into your own training loop::
 
     from dfer.data.transforms import to_model_input
-    from dfer.mixing import BatchMixer, MixConfig
+    from dfer.config import MixingConfig
+    from dfer.mixing import BatchMixer
     from dfer.losses import soft_target_cross_entropy
-    mixer = BatchMixer(MixConfig(mode="midas", alpha=0.4), num_classes=7, generator=0)
+    mixer = BatchMixer("midas", MixingConfig(alpha=0.4), num_classes=7, generator=0)
     for batch in loader:  # clip (B, T, C, H, W) uint8 from dfer's datasets, soft_label (B, K)
         mixed = mixer(to_model_input(batch["clip"], "cuda"), batch["soft_label"].cuda())
         loss = soft_target_cross_entropy(model(mixed.clip), mixed.target)
@@ -62,18 +64,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
+from dfer.config import MIXING_LABEL_MODES, NORMALISE_MODES, MixingConfig, check_settings
 from dfer.errors import ConfigError, DataError
 
 __all__ = [
     "MODES",
     "NORMALISE_MODES",
     "BatchMixer",
-    "MixConfig",
+    "MixingConfig",
     "MixResult",
     "mix_clips",
     "mix_targets",
@@ -83,9 +85,8 @@ __all__ = [
     "sample_partners",
 ]
 
-MODES: tuple[str, ...] = ("none", "midas", "midas-hard", "mixup")
-NORMALISE_MODES: tuple[str, ...] = ("none", "softmax", "renormalise")
-LAM_PER: tuple[str, ...] = ("sample", "batch")
+#: what :class:`BatchMixer` does: the label modes that mix, or nothing
+MODES: tuple[str, ...] = ("none",) + MIXING_LABEL_MODES
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ def sample_lam(
     yields 0/0. The same generator state gives the same λ on every device.
 
     alpha <= 0 is rejected rather than read as "no mixing" (mixup's convention): Beta(0, 0)
-    is not a distribution, and switching mixing off is ``MixConfig(mode="none")``.
+    is not a distribution, and switching mixing off is ``BatchMixer("none")``.
 
     Args:
         alpha: Concentration α of the symmetric Beta, > 0 and finite. The paper uses 0.4.
@@ -359,71 +360,8 @@ def one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
-# Configuration and the thin stateful wrapper.
+# The thin stateful wrapper.
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class MixConfig:
-    """How a training batch is mixed. Serialised as-is into the run's config.
-
-    Attributes:
-        mode: ``"none"``, ``"midas"``, ``"midas-hard"`` or ``"mixup"`` (module docstring).
-        alpha: α of λ ~ Beta(α, α), > 0; the paper uses 0.4. Ignored by mode ``"none"``.
-        normalise: ``"none"``, ``"softmax"`` or ``"renormalise"`` applied to ỹ. The default
-            ``"none"`` is the best of the three on real votes (module docstring);
-            ``"softmax"`` with ``temperature=1.0`` is the paper-literal variant. Mode
-            ``"mixup"`` is defined without normalisation.
-        temperature: τ of ``normalise="softmax"``, > 0.
-        lam_per: ``"sample"`` (one λ per clip) or ``"batch"`` (one λ shared by the batch);
-            None means the mode's own: per sample for MIDAS, per batch for mixup.
-    """
-
-    mode: str = "midas"
-    alpha: float = 0.4
-    normalise: str = "none"
-    temperature: float = 1.0
-    lam_per: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(
-                f"mix config: mode must be one of {', '.join(MODES)}; got {self.mode!r}"
-            )
-        for name in ("alpha", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-                math.isfinite(value) and value > 0
-            ):
-                raise ConfigError(f"mix config: {name} must be a number > 0; got {value!r}")
-            setattr(self, name, float(value))
-        if self.normalise not in NORMALISE_MODES:
-            raise ConfigError(
-                f"mix config: normalise must be one of {', '.join(NORMALISE_MODES)}; "
-                f"got {self.normalise!r}"
-            )
-        if self.lam_per is not None and self.lam_per not in LAM_PER:
-            raise ConfigError(
-                f"mix config: lam_per must be one of {', '.join(LAM_PER)} or null; "
-                f"got {self.lam_per!r}"
-            )
-        if self.mode == "mixup" and self.normalise != "none":
-            raise ConfigError(
-                f"mix config: mode 'mixup' is defined without normalisation; got normalise "
-                f"{self.normalise!r} (use mode 'midas-hard' to normalise mixed hard labels)"
-            )
-        if self.mode == "mixup" and self.lam_per == "sample":
-            raise ConfigError(
-                "mix config: mode 'mixup' draws one lam per batch; got lam_per 'sample' "
-                "(use mode 'midas-hard' for one lam per clip)"
-            )
-
-    @property
-    def resolved_lam_per(self) -> str:
-        """``lam_per`` with None replaced by the mode's own choice."""
-        if self.lam_per is not None:
-            return self.lam_per
-        return "batch" if self.mode == "mixup" else "sample"
 
 
 class MixResult(NamedTuple):
@@ -443,7 +381,7 @@ class MixResult(NamedTuple):
 
 
 class BatchMixer:
-    """Applies :class:`MixConfig` to training batches on their device.
+    """Mixes training batches on their device, as label mode ``mode`` and :class:`MixingConfig` say.
 
     Owns the CPU ``torch.Generator`` from which every λ and partner is drawn; save
     :meth:`state_dict` with the checkpoint and a resumed run draws exactly the same
@@ -454,19 +392,31 @@ class BatchMixer:
     configured. Use ``drop_last=True`` in the loader to avoid such batches.
 
     Args:
-        config: The mixing configuration.
+        mode: ``"none"``, ``"midas"``, ``"midas-hard"`` or ``"mixup"`` (module docstring).
+        config: The mixing settings (default: :class:`MixingConfig`'s), checked here as
+            when a run's config is read.
         num_classes: K, the width of every target.
         generator: A CPU ``torch.Generator`` (used and advanced in place), or an int seed.
     """
 
     def __init__(
-        self, config: MixConfig, num_classes: int, generator: torch.Generator | int = 0
+        self,
+        mode: str,
+        config: MixingConfig | None = None,
+        *,
+        num_classes: int,
+        generator: torch.Generator | int = 0,
     ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mixing mode must be {', '.join(MODES)}, got {mode!r}")
+        config = check_settings(config or MixingConfig(), "mixing.")
+        config.check_mode(mode)
         if num_classes < 2:
-            raise ConfigError(f"mix config: num_classes must be >= 2; got {num_classes}")
+            raise ConfigError(f"mixing: num_classes must be >= 2, got {num_classes}")
         if isinstance(generator, int):
             generator = torch.Generator().manual_seed(generator)
         _check_cpu_generator(generator)
+        self.mode = mode
         self.config = config
         self.num_classes = num_classes
         self.generator = generator
@@ -502,7 +452,7 @@ class BatchMixer:
             ValueError: Missing or malformed arguments (a bug in the caller).
             DataError: A hard mode got a clip without a valid hard label.
         """
-        cfg = self.config
+        cfg, mode = self.config, self.mode
         if clip.ndim not in (4, 5) or not clip.is_floating_point():
             raise ValueError(
                 "Expected a batched floating clip of shape (B, T, C, H, W) or images "
@@ -513,18 +463,18 @@ class BatchMixer:
         batch, device = clip.shape[0], clip.device
         target = self._target(batch, device, soft_label, label)
 
-        if cfg.mode == "none" or (batch < 2 and cfg.mode != "mixup"):
+        if mode == "none" or (batch < 2 and mode != "mixup"):
             lam = torch.ones(batch, dtype=torch.float32, device=device)
             partner = torch.arange(batch, device=device)
-            if cfg.mode != "none":
+            if mode != "none":
                 target = normalise_target(target, cfg.normalise, cfg.temperature)
             return MixResult(clip, target, lam, partner)
 
-        if cfg.mode == "mixup":
+        if mode == "mixup":
             partner = torch.randperm(batch, generator=self.generator).to(device, non_blocking=True)
         else:
             partner = sample_partners(batch, self.generator, device)
-        if cfg.resolved_lam_per == "batch":
+        if cfg.lam_per_of(mode) == "batch":
             lam = sample_lam(cfg.alpha, 1, self.generator, device).repeat(batch)
         else:
             lam = sample_lam(cfg.alpha, batch, self.generator, device)
@@ -542,14 +492,14 @@ class BatchMixer:
         label: torch.Tensor | None,
     ) -> torch.Tensor:
         # Hard modes build one-hot rows from `label`; the others take `soft_label` as given.
-        if self.config.mode in ("midas-hard", "mixup"):
+        if self.mode in ("midas-hard", "mixup"):
             if label is None:
-                raise ValueError(f"mode {self.config.mode!r} needs the hard `label` of every clip")
+                raise ValueError(f"mode {self.mode!r} needs the hard `label` of every clip")
             if tuple(label.shape) != (batch,):
                 raise ValueError(f"Expected label of shape ({batch},), got {tuple(label.shape)}")
             return one_hot(label.to(device, non_blocking=True), self.num_classes)
         if soft_label is None:
-            raise ValueError(f"mode {self.config.mode!r} needs `soft_label`")
+            raise ValueError(f"mode {self.mode!r} needs `soft_label`")
         if (
             tuple(soft_label.shape) != (batch, self.num_classes)
             or not soft_label.is_floating_point()

@@ -72,6 +72,7 @@ import numpy as np
 import torch
 
 from dfer.checkpoint import load_checkpoint, load_run
+from dfer.config import MAX_BATCH, MAX_FRAMES, MAX_SIZE, MAX_THREADS, arg
 from dfer.data.decode import list_frame_files, probe_num_frames, read_image
 from dfer.distributed import resolve_device
 from dfer.data.sampling import SegmentSampler
@@ -875,16 +876,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", choices=["last", "best"], help="checkpoint of --run (default: the run's selection rule)")
     parser.add_argument("--model", default="tsm_resnet18", help="model name for --checkpoint (default tsm_resnet18)")
     parser.add_argument("--classes", default="basic7", help="class set for --checkpoint (default basic7)")
-    parser.add_argument("--size", type=int, help="model input side (default: the run's data.size; 224 with "
+    parser.add_argument("--size", type=arg(int, range="[8, inf)", limit=MAX_SIZE), help="model input side (default: the run's data.size; 224 with "
                                                   "--checkpoint; the shipped model's own)")
-    parser.add_argument("--num-frames", type=int,
+    parser.add_argument("--num-frames", type=arg(int, range="[1, inf)", limit=MAX_FRAMES),
                         help="frames per window fed to the model (default: the run's data.num_frames; 8 with "
                              "--checkpoint; the shipped model's own: a one-frame model sees each window's middle frame)")
     parser.add_argument("--window-seconds", type=float, default=d.window_seconds,
                         help=f"seconds of video per window, sampled TSN-style into num-frames frames (default {d.window_seconds})")
     parser.add_argument("--stride", type=int, default=None,
                         help="frames between window starts (default: the window length, i.e. no overlap)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"windows per forward pass (default {d.batch_size})")
+    parser.add_argument("--batch-size", type=arg(int, range="[1, inf)", limit=MAX_BATCH), default=d.batch_size, help=f"windows per forward pass (default {d.batch_size})")
     parser.add_argument("--detect-every", type=int, default=d.detect_every,
                         help=f"run the face detector on every k-th frame, track in between (default {d.detect_every})")
     parser.add_argument("--max-side", type=int, default=d.max_side,
@@ -897,7 +898,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"windows with a smaller fraction of face frames get no prediction (default {d.min_face})")
     parser.add_argument("--aligned", action="store_true",
                         help="inputs are already aligned face crops (like DFEW frames): skip detection")
-    parser.add_argument("--threads", type=int, default=d.threads,
+    parser.add_argument("--threads", type=arg(int, range="[0, inf)", limit=MAX_THREADS), default=d.threads,
                         help="threads for torch, the detector and OpenCV (default 0: their defaults)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")

@@ -43,7 +43,7 @@ from dfer.evaluate import evaluate_model, predict_table
 from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
-from dfer.mixing import BatchMixer, MixConfig, one_hot
+from dfer.mixing import BatchMixer, one_hot
 from dfer.models import create_model
 from dfer.models.weights import load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
@@ -245,10 +245,8 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     mixer = None
     if cfg.label_mode in MIXING_LABEL_MODES:
-        m = cfg.mixing
-        mixer = BatchMixer(MixConfig(mode=cfg.label_mode, alpha=m.alpha, normalise=m.normalise,
-                                     temperature=m.temperature, lam_per=m.lam_per),
-                           num_classes=num_classes, generator=cfg.seed * 1000 + info.rank)
+        mixer = BatchMixer(cfg.label_mode, cfg.mixing, num_classes=num_classes,
+                           generator=cfg.seed * 1000 + info.rank)
     optimizer = _optimizer(cfg, model)
 
     start_epoch, step, best = 0, 0, -1.0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.config import MAX_THREADS, arg
 from dfer.data.check import check_table, write_skipped
 from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
 from dfer.data.table import ClipTable, Split
@@ -170,7 +171,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a clip is clear when its max soft label exceeds this (default %(default)s)")
     c = sub.add_parser("check", help="check files and frame counts against the disk")
     _source_arguments(c)
-    c.add_argument("--workers", type=int, help="threads (default 4 x CPUs, at most 32)")
+    c.add_argument("--workers", type=arg(int, range="[1, inf)", limit=MAX_THREADS), help="threads (default 4 x CPUs, at most 32)")
     c.add_argument("--cache-dir", help="cache folder for the check results")
     c.add_argument("--on-bad-clip", choices=("error", "skip"), default="error")
     c.add_argument("--skipped-out", help="CSV to list the skipped clips in (with --on-bad-clip skip)")

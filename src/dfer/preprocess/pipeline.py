@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.config import MAX_SIZE, MAX_THREADS, arg
 from dfer.data.corpora.registry import KINDS, load_source, option_values
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTable
 from dfer.emotions import canonical
@@ -553,11 +554,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = PreprocessConfig()
     parser.add_argument("src", metavar="SRC", help="folder of videos (mp4, avi, mov, mkv; recursive) or one video")
     parser.add_argument("out", metavar="OUT", help="output folder: OUT/<relative path>/00001.jpg ... + manifest")
-    parser.add_argument("--workers", type=int, default=1, help="processes working on videos in parallel (default 1)")
-    parser.add_argument("--threads", type=int, default=1, help="threads per process (decode, detector, warp; default 1)")
+    parser.add_argument("--workers", type=arg(int, range="[1, inf)", limit=MAX_THREADS), default=1, help="processes working on videos in parallel (default 1)")
+    parser.add_argument("--threads", type=arg(int, range="[1, inf)", limit=MAX_THREADS), default=1, help="threads per process (decode, detector, warp; default 1)")
     parser.add_argument("--detect-every", type=int, default=d.detect_every,
                         help=f"detect on every k-th frame, interpolate landmarks between (default {d.detect_every})")
-    parser.add_argument("--size", type=int, default=d.size, help=f"side of the aligned crops (default {d.size})")
+    parser.add_argument("--size", type=arg(int, range="[32, inf)", limit=MAX_SIZE), default=d.size, help=f"side of the aligned crops (default {d.size})")
     parser.add_argument("--face-fraction", type=float, default=d.face_fraction,
                         help=f"share of the crop covered by the ArcFace 112 box; smaller = more margin (default {d.face_fraction})")
     parser.add_argument("--max-side", type=int, default=d.max_side,

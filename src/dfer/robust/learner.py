@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dfer.config import HARD_LABEL_MODES
+from dfer.config import HARD_LABEL_MODES, RobustConfig
 from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
 from dfer.data.dataset import build_loader, item_seed
 from dfer.data.decode import num_frames_of
@@ -45,7 +45,6 @@ from dfer.errors import DataError
 from dfer.io import atomic_path
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, SPLIT_NAMES, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
-from dfer.robust.config import RobustConfig
 from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_scores
 
 CSV_FIELDS = ["epoch", "passes", "skipped", "label_uar", "clean", "hard", "noisy", "mean_agreement", "mean_weight",

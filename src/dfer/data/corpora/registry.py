@@ -39,7 +39,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,44 +77,103 @@ def _adapter(kind: str):
         raise
 
 
-def _check_types(kind: str, fn, options: dict[str, Any]) -> None:
-    """An option of a plain type (str, int, float, bool, or one of them or None) given a
-    value of another type is one line, not a crash inside the adapter."""
+def _accepts(tp: Any, value: Any) -> bool:
+    """Whether ``value`` as a config or command line gives it (str, int, float, bool, null,
+    a list, a mapping) can be an argument annotated ``tp``; unknown annotations accept it."""
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    if tp is float:
+        return isinstance(value, (int, float))
+    if tp in (str, int, bool):
+        return isinstance(value, tp)
+    origin = typing.get_origin(tp) or tp
+    if origin in (tuple, list, Sequence):
+        return isinstance(value, (list, tuple))
+    if origin in (dict, Mapping):
+        return isinstance(value, Mapping)
+    if origin is os.PathLike:
+        return isinstance(value, (str, os.PathLike))
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp) or tp
+    if tp is type(None):
+        return "null"
+    if origin in (tuple, list, Sequence):
+        return "a list"
+    if origin in (dict, Mapping):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_types(kind: str, fn, options: dict[str, Any], where: str) -> None:
+    """An option given a value of a type its adapter does not take (``classes: 5``) is one
+    line, not a crash inside the adapter."""
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # an annotation that does not resolve: the adapter checks for itself
         return
-    plain = (str, int, float, bool)
     for name, value in options.items():
         tp = hints.get(name)
-        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
-        if not args or not all(a in plain or a is type(None) for a in args):
+        if tp is None:
             continue
-        ok = any(a is type(None) and value is None or a is not type(None) and isinstance(value, a)
-                 and not (a in (int, float) and isinstance(value, bool)) for a in args)
-        if float in args and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            wanted = " or ".join("null" if a is type(None) else a.__name__ for a in args)
-            raise ConfigError(f"corpus kind {kind!r}: option {name} expects {wanted}, got {value!r}")
+        args = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
+        if not any(_accepts(a, value) for a in args):
+            wanted = " or ".join(dict.fromkeys(_type_name(a) for a in args if a is not os.PathLike))
+            raise ConfigError(f"{where}corpus kind {kind!r}: option {name} expects {wanted}, got {value!r}")
 
 
-def _call(kind: str, fn, first: Any, options: dict[str, Any]):
+def _given(fn, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` as the adapter gets them: null in a config means "the adapter's default",
+    except where null is a value the adapter gives a meaning other than its default (DFEW's
+    check_annotators: None = any sum)."""
     params = inspect.signature(fn).parameters
-    # null in a config means "the adapter's default", except where null is a value the
-    # adapter gives a meaning other than its default (DFEW's check_annotators: None = any sum)
-    options = {k: v for k, v in options.items()
-               if v is not None or (k in params and params[k].default not in (None, inspect.Parameter.empty))}
+    return {k: v for k, v in options.items()
+            if v is not None or (k in params and params[k].default not in (None, inspect.Parameter.empty))}
+
+
+def _check_call(kind: str, fn, options: dict[str, Any], where: str = "") -> None:
+    params = inspect.signature(fn).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(options) - set(params))
         if unknown:
             allowed = [p for p in list(params)[1:]]
-            raise ConfigError(f"corpus kind {kind!r}: unknown option(s) {unknown}; expected {allowed}")
+            raise ConfigError(f"{where}corpus kind {kind!r}: unknown option(s) {unknown}; expected {allowed}")
     needed = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and p.default is p.empty
                     and n not in options)
     if needed:
-        raise ConfigError(f"corpus kind {kind!r} needs the option(s) {needed}")
-    _check_types(kind, fn, options)
+        raise ConfigError(f"{where}corpus kind {kind!r} needs the option(s) {needed}")
+    _check_types(kind, fn, options, where)
+
+
+def check_options(kind: str, options: Mapping[str, Any], kind_name: str = "kind",
+                  options_name: str = "options") -> None:
+    """Refuse, before anything is read, a ``kind`` or ``options`` that :func:`load_source`
+    would refuse: an unknown kind, an unknown or missing option, an option of the wrong type.
+
+    Args:
+        kind_name, options_name: the settings that hold them, to name in the message
+            (``data.source.kind``, ``data.source.options``).
+
+    Raises:
+        ConfigError: naming the setting.
+    """
+    if kind not in ADAPTERS:
+        raise ConfigError(f"{kind_name} must be one of {', '.join(KINDS)}, got {kind!r}")
+    fn = _adapter(kind)
+    options = dict(options)
+    if kind == "synthetic":  # the fields of the corpus it writes when there is none yet
+        for f in dataclasses.fields(SynthConfig):
+            options.pop(f.name, None)
+    _check_call(kind, fn, _given(fn, options), f"{options_name}: ")
+
+
+def _call(kind: str, fn, first: Any, options: dict[str, Any]):
+    options = _given(fn, options)
+    _check_call(kind, fn, options)
     return fn(first, **options)
 
 

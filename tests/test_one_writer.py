@@ -190,7 +190,7 @@ def test_preprocess_leaves_a_users_folder_where_a_video_would_go(videos_dir, tmp
     (out / "clip").mkdir(parents=True)
     (out / "clip" / "keep.txt").write_text("the user's")
     args = ["preprocess", str(src), str(out), "--size", "64", "--detect-every", "6", "--workers", "1"]
-    assert main(args) == 0
+    assert main(args) == 2  # the video failed: its folder is the user's
     out_text = capsys.readouterr().out  # the batch's failures are listed on stdout
     assert "FAILED clip.mp4" in out_text and "was not written by dfer preprocess" in out_text
     assert sorted(p.name for p in (out / "clip").iterdir()) == ["keep.txt"]

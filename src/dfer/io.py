@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from dfer.errors import ConfigError, DataError
@@ -109,14 +110,64 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
-    """Bytes of ``path``; :class:`DataError` if it is missing or not a readable file."""
+#: the largest text file (list file, manifest, label or vote sheet) dfer reads: a
+#: 1,000,000-clip manifest is about 60 MB, so a bigger file is not a corpus description
+MAX_TEXT_BYTES = 512 * 2**20
+
+
+def file_kind(mode: int) -> str:
+    """What a ``stat`` mode is, for messages: "a file", "a folder", "a FIFO (named pipe)" ..."""
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "neither a file nor a folder"
+
+
+def _article(what: str) -> str:
+    return f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
+
+
+def regular_file(path: str | os.PathLike, what: str = "file") -> os.stat_result:
+    """The ``stat`` of ``path`` (links followed) when it is a regular file; otherwise a
+    :class:`DataError` naming it and what lies there. A FIFO or a device is refused by
+    name before anything opens it (opening a FIFO waits for a writer that never comes)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{os.fspath(path)}: {what} not found") from None
+    except OSError as e:
+        raise DataError(f"{os.fspath(path)}: cannot read {what}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{os.fspath(path)}: expected {_article(what)}, found {file_kind(st.st_mode)}")
+    return st
+
+
+def read_bytes(path: str | os.PathLike, what: str = "file", limit: int | None = None) -> bytes:
+    """Bytes of ``path``; :class:`DataError` if it is missing, not a regular file (a folder,
+    FIFO, device: refused without waiting on it), unreadable, or larger than ``limit``."""
     p = Path(path)
     try:
-        return p.read_bytes()
+        # O_NONBLOCK: opening a FIFO returns at once (and fstat then refuses it) instead of
+        # waiting for a writer; it changes nothing for a regular file
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise DataError(f"{p}: {what} not found") from None
     except IsADirectoryError:
-        raise DataError(f"{p}: expected {'an' if what[:1] in 'aeiou' else 'a'} {what}, found a folder") from None
+        raise DataError(f"{p}: expected {_article(what)}, found a folder") from None
     except OSError as e:
         raise DataError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise DataError(f"{p}: expected {_article(what)}, found {file_kind(mode)}")
+    with open(fd, "rb", closefd=True) as f:
+        try:
+            data = f.read() if limit is None else f.read(limit + 1)
+        except OSError as e:
+            raise DataError(f"{p}: cannot read {what}: {e.strerror or e}") from None
+    if limit is not None and len(data) > limit:
+        raise DataError(f"{p}: {what} is larger than {limit / 2**20:.0f} MiB; expected a text file of at most "
+                        f"that size (is this the right file?)")
+    return data

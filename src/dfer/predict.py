@@ -81,7 +81,7 @@ from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, DfeError, first_line
 from dfer.inference import channels_last, clip_probabilities, fold_batchnorm
-from dfer.io import write_text_atomic
+from dfer.io import regular_file, write_text_atomic
 from dfer.models import create_model_for_weights
 from dfer.preprocess.video import DecodedFrame, as_rgb, iter_decoded, probe_video, read_ahead
 from dfer.pretrained import NAME, weights_path
@@ -910,12 +910,18 @@ def run(args: argparse.Namespace) -> int:
                         detect_every=args.detect_every, max_side=args.max_side, score_threshold=args.score_threshold,
                         smooth_window=args.smooth, min_face=args.min_face, aligned=args.aligned,
                         threads=args.threads, plot=not args.no_plot).validate()
-    # every argument is checked before the first (possibly long) input is processed
+    # every input is checked before the first (possibly long) one is processed; a bad one is
+    # reported and left out, the others go on
     inputs = [Path(p) for p in args.inputs]
-    for p in inputs:
-        _media_kind(p)
-        if not p.is_file():
-            raise DataError(f"{p}: file not found" if not p.exists() else f"{p}: expected a file, found a folder")
+    good, bad = [], []
+    for p, name in zip(inputs, _output_names(inputs)):
+        try:
+            _media_kind(p)
+            regular_file(p, "file")
+        except DfeError as e:
+            bad.append(e)
+            continue
+        good.append((p, name))
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir}: exists and is not a folder")
@@ -930,15 +936,19 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    bundle = load_model(run=args.run, which=args.which, checkpoint=args.checkpoint, model_name=args.model,
-                        classes=args.classes, size=args.size, num_frames=args.num_frames, device=args.device)
-    detector = None if cfg.aligned else make_detector(cfg)
-    ok = 0
-    for path, name in zip(inputs, _output_names(inputs)):
+    for e in bad:  # after the options: a bad option stops the command in one line
+        _report_failure(e)
+    ok, failed = 0, len(bad)
+    if good:
+        bundle = load_model(run=args.run, which=args.which, checkpoint=args.checkpoint, model_name=args.model,
+                            classes=args.classes, size=args.size, num_frames=args.num_frames, device=args.device)
+        detector = None if cfg.aligned else make_detector(cfg)
+    for path, name in good:
         try:
             report = predict_file(path, bundle, cfg, detector)
         except DfeError as e:
-            print(f"dfer predict: error: {e}", file=sys.stderr, flush=True)
+            _report_failure(e)
+            failed += 1
             continue
         if report["status"] != "ok":
             print(summary_line(report), flush=True)
@@ -946,8 +956,19 @@ def run(args: argparse.Namespace) -> int:
         try:
             paths = write_outputs(report, out_dir, name, plot=cfg.plot)
         except DfeError as e:
-            print(f"dfer predict: error: {e}", file=sys.stderr, flush=True)
+            _report_failure(e)
+            failed += 1
             continue
         print(summary_line(report, paths), flush=True)
         ok += 1
-    return 0 if ok else 2
+    if failed and len(inputs) > 1:
+        print(f"dfer predict: {failed} of {len(inputs)} inputs failed (named above), {ok} predicted",
+              file=sys.stderr, flush=True)
+    # 2 when an input failed, or when nothing was predicted (a lone video without a face)
+    return 2 if failed or not ok else 0
+
+
+def _report_failure(e: DfeError) -> None:
+    """One line on stderr for an input that failed; the batch goes on."""
+    print(f"dfer predict: error: {e}", file=sys.stderr, flush=True)
+

@@ -57,7 +57,7 @@ import dfer
 from dfer.data import decode
 from dfer.data.table import ClipKind, ClipTable, IMAGE_EXTENSIONS
 from dfer.errors import DataError
-from dfer.io import atomic_path
+from dfer.io import atomic_path, file_kind
 
 OK, MISSING, UNREADABLE, EMPTY, SHORT = 0, 1, 2, 3, 4
 PROBLEMS = {MISSING: "missing", UNREADABLE: "unreadable", EMPTY: "no frames", SHORT: "fewer frames than listed"}
@@ -143,7 +143,7 @@ def _probe(source: str, kind: int, verify: bool, deep: bool = False) -> tuple[in
             except FileNotFoundError:
                 return 0, MISSING, "frame folder not found"
             except NotADirectoryError:
-                return 0, MISSING, "expected a frame folder, found a file"
+                return 0, MISSING, f"expected a frame folder, found {file_kind(os.stat(source).st_mode)}"
             if not names:
                 return 0, EMPTY, "frame folder holds no image files"
             if deep:

@@ -38,7 +38,7 @@ from PIL import Image
 
 from dfer.data.table import IMAGE_EXTENSIONS, ClipKind
 from dfer.errors import DataError
-from dfer.io import read_bytes
+from dfer.io import file_kind, read_bytes, regular_file
 
 __all__ = ["list_frame_files", "read_frames", "read_image", "read_video_frames", "probe_num_frames",
            "num_frames_of", "clear_caches", "RgbConverter"]
@@ -64,7 +64,7 @@ def _listing(folder: str) -> tuple[str, ...]:
     except FileNotFoundError:
         raise DataError(f"{folder}: frame folder not found") from None
     except NotADirectoryError:
-        raise DataError(f"{folder}: expected a frame folder, found a file") from None
+        raise DataError(f"{folder}: expected a frame folder, found {file_kind(os.stat(folder).st_mode)}") from None
     if not names:
         raise DataError(f"{folder}: frame folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     names.sort(key=_natural_key)
@@ -246,8 +246,7 @@ def open_video(path: str | os.PathLike):
     import av  # imported lazily: frame-folder corpora never pay for FFmpeg
 
     path = _path(path)
-    if not os.path.isfile(path):
-        raise DataError(f"{path}: video file not found")
+    regular_file(path, "video file")  # a FIFO would hang FFmpeg: refused by name before it opens
     try:
         container = av.open(path)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -448,6 +447,5 @@ def num_frames_of(source: str | os.PathLike, kind: ClipKind | int) -> int:
         return len(_listing(source))
     if kind is ClipKind.VIDEO:
         return probe_num_frames(source)
-    if not os.path.isfile(source):
-        raise DataError(f"{source}: image file not found")
+    regular_file(source, "image file")
     return 1

@@ -14,7 +14,7 @@ from dfer.data.check import check_table
 from dfer.data.corpora.registry import load_source
 from dfer.data.dataset import ClipDataset
 from dfer.data.sampling import MultiClipSampler, SegmentSampler
-from dfer.data.table import ClipTable, concat
+from dfer.data.table import ClipTable, concat, shared_file
 from dfer.data.transforms import build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
@@ -175,6 +175,13 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
                                   train.group if (train.group != "").all() else None)
         val, train = train.take(mask), train.take(~mask)
     train = _with_train_sources(train, cfg, classes, run_dir, reports)
+    # (a validation split may be the test split: eval.select decides whether that is allowed)
+    same = shared_file(test, train)
+    if same is not None:  # a further source, or a test source, that holds a test clip
+        i, j, real = same
+        raise DataError(f"test clip {str(test.clip_id[i])!r} ({test.source[i]}) is the same file as the "
+                        f"training clip {str(train.clip_id[j])!r} ({train.source[j]}), {real}: a clip is "
+                        f"never both trained on and tested on; take it out of one of the sources")
     return Splits(classes, train, val, test, reports)
 
 

@@ -71,6 +71,54 @@ def kind_of_path(path: str) -> ClipKind:
     return ClipKind.FRAMES
 
 
+def real_paths(paths) -> np.ndarray:
+    """The file each path really is: :func:`os.path.realpath`, symlinks and ``..`` followed
+    as the system follows them when it opens the path. Two sources are one clip exactly
+    when their real paths are equal, however they were spelled (``./c01``, ``a//c01``,
+    ``a/../a/c01``, absolute, a link to it); this is the one place that says so.
+
+    Each distinct folder is resolved once and listed once (to see which of its entries
+    are links), so a million clips in a few folders cost a few system calls, not millions.
+    A path that does not exist is normalised as far as the disk allows.
+
+    Returns:
+        (N,) str array, absolute.
+    """
+    paths = np.asarray(paths, dtype=str).reshape(-1)
+    folders: dict[str, tuple[str, frozenset]] = {}
+    out = []
+    for p in paths.tolist():
+        # joined, not abspath'd: a lexical normpath would take `link/..` for the folder above `link`
+        head, tail = os.path.split(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
+        if tail in ("", ".", ".."):
+            out.append(os.path.realpath(p))
+            continue
+        found = folders.get(head)
+        if found is None:
+            real = os.path.realpath(head)
+            try:
+                with os.scandir(real) as it:
+                    links = frozenset(e.name for e in it if e.is_symlink())
+            except OSError:
+                links = frozenset()
+            found = folders[head] = (real, links)
+        real, links = found
+        out.append(os.path.realpath(os.path.join(real, tail)) if tail in links else os.path.join(real, tail))
+    return np.asarray(out, dtype=str) if out else np.zeros(0, dtype=str)
+
+
+def first_repeat(values: np.ndarray) -> tuple[int, int] | None:
+    """``(i, j)``, ``i < j``: the first row ``j`` (in sorted order of the values) whose value
+    row ``i`` holds too, or None when all values differ. Sort-based, for millions of rows."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")
+    s = values[order]
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if not dup.size:
+        return None
+    return int(order[dup[0]]), int(order[dup[0] + 1])
+
+
 @dataclass(frozen=True, eq=False)
 class ClipTable:
     """Columnar index of clips. Build with :meth:`build`; select rows with :meth:`take`."""
@@ -173,6 +221,34 @@ class ClipTable:
                 if mask.any():
                     ids = self.clip_id[has][mask][:5]
                     raise DataError(f"{self.name}: {int(mask.sum())} clip(s) have {what}, e.g. {_ids(ids)}")
+
+    def refuse_repeated_files(self, at=None, spelled=None) -> "ClipTable":
+        """This table, once no two of its clips are one file (:func:`real_paths`).
+
+        A clip listed twice under two spellings (or two folds) would be trained on and
+        then scored as a test clip; that is refused, naming both.
+
+        Args:
+            at: row -> where the row comes from, for the message (``file:line``); default
+                the clip id.
+            spelled: (N,) the paths as the user wrote them, for the message; default the
+                sources.
+
+        Raises:
+            DataError: ``<at(j)>: '<path j>' is the same clip as <at(i)> ...``.
+        """
+        if self.meta.get("files_distinct") or len(self) < 2:
+            return self
+        real = real_paths(self.source)
+        pair = first_repeat(real)
+        if pair is not None:
+            i, j = pair
+            at = at or (lambda k: f"{self.name}: clip {str(self.clip_id[k])!r}")
+            spelled = self.source if spelled is None else spelled
+            raise DataError(f"{at(j)}: {str(spelled[j])!r} is the same clip as {at(i)} ({str(spelled[i])!r}): both "
+                            f"are {real[j]}; a clip listed twice could be trained on and tested on, list it once")
+        self.meta["files_distinct"] = True  # rows taken from it stay distinct: not checked again
+        return self
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -304,7 +380,10 @@ class ClipTable:
 
     def with_columns(self, **columns) -> "ClipTable":
         """A copy with some columns replaced (validated)."""
-        t = replace(self, **columns)
+        meta = dict(columns.pop("meta", self.meta))
+        if "source" in columns:
+            meta.pop("files_distinct", None)
+        t = replace(self, meta=meta, **columns)
         t.validate()
         return t
 
@@ -368,6 +447,16 @@ class ClipTable:
     def __repr__(self) -> str:
         return (f"ClipTable(name={self.name!r}, clips={len(self)}, classes={len(self.classes)}, "
                 f"with_votes={int(self.has_votes.sum())}, folds={self.folds()})")
+
+
+def shared_file(a: ClipTable, b: ClipTable) -> tuple[int, int, str] | None:
+    """``(i, j, real path)``: a clip of ``a`` (row i) that is the same file as a clip of
+    ``b`` (row j), or None when the two share none (:func:`real_paths`)."""
+    ra, rb = real_paths(a.source), real_paths(b.source)
+    both, ia, ib = np.intersect1d(ra, rb, return_indices=True)
+    if not both.size:
+        return None
+    return int(ia[0]), int(ib[0]), str(both[0])
 
 
 def concat(tables: list[ClipTable], name: str | None = None) -> ClipTable:

@@ -19,9 +19,12 @@ Robustness contract:
   discards folders without a record (killed between rename and record) and everything in
   ``OUT/.partial``; the result is byte-identical to an uninterrupted run (JPEG encoding,
   detection and warping are deterministic; reports hold no timings).
-- **Failures do not stop the batch.** A video with no face, a corrupt file or a codec
-  FFmpeg cannot decode is recorded as failed with its reason and listed on stdout; the
-  exit code is 0 when the batch ran, 2 for bad arguments (missing SRC, OUT inside SRC...).
+- **Failures do not stop the batch.** A video with no face, a missing or corrupt file, one
+  that is not a regular file (a folder or a FIFO named like a video), or a codec FFmpeg
+  cannot decode is recorded as failed with its reason and listed on stdout (``FAILED
+  <video>: <why>``, one line each); the others are written as usual. The exit code is 0
+  when every video is done, 2 when any failed (the summary line counts them) and for bad
+  arguments (missing SRC, OUT inside SRC...).
 - **SRC is never written to.**
 
 Work is parallel over videos (a process pool, one detector per process, each process
@@ -52,7 +55,7 @@ from dfer.data.corpora.registry import KINDS, load_source, option_values
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTable
 from dfer.emotions import canonical
 from dfer.errors import ConfigError, DataError, DfeError
-from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, write_text_atomic
+from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, regular_file, write_text_atomic
 from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.video import iter_frames, probe_video
 
@@ -142,7 +145,8 @@ def find_videos(src: Path, exclude: Path | None = None) -> list[Path]:
 
 
 def plan_jobs(src: Path, videos: Iterable[Path], label_from_parent: bool) -> tuple[list[VideoJob], list[dict]]:
-    """Turn video files into jobs; report output-folder collisions (a.mp4 and a.avi) as failures."""
+    """Turn video files into jobs; report output-folder collisions (a.mp4 and a.avi) and a
+    video that is missing or not a regular file (a folder, a FIFO) as failures."""
     root = src.parent if src.is_file() else src
     jobs: list[VideoJob] = []
     clashes: list[dict] = []
@@ -163,8 +167,12 @@ def plan_jobs(src: Path, videos: Iterable[Path], label_from_parent: bool) -> tup
         if out in taken:
             clashes.append(_failure_record(rel, out, label, f"output folder {out!r} already taken by {taken[out]!r}"))
             continue
+        try:
+            st = regular_file(video, "video file")
+        except DataError as e:  # the record names the video; the reason is the rest
+            clashes.append(_failure_record(rel, out, label, str(e).removeprefix(f"{video}: ")))
+            continue
         taken[out] = rel
-        st = video.stat()
         jobs.append(VideoJob(rel, out, label, st.st_size, st.st_mtime_ns))
     return jobs, clashes
 
@@ -595,7 +603,8 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_source(args.kind, args.src, **option_values(args.kind, args.option)) if args.kind else None
     show = {"auto": None, "on": True, "off": False}[args.progress]
     start = time.perf_counter()
-    preprocess(args.src, args.out, config, workers=args.workers, threads=args.threads, manifest=args.manifest,
-               show_progress=show, log=lambda line: print(line, flush=True), corpus=corpus)
+    report = preprocess(args.src, args.out, config, workers=args.workers, threads=args.threads,
+                        manifest=args.manifest, show_progress=show, log=lambda line: print(line, flush=True),
+                        corpus=corpus)
     print(f"dfer preprocess: done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return 0
+    return 2 if report["summary"]["failed"] else 0

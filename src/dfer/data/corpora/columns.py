@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from dfer.data.corpora.textio import decode_utf8
-from dfer.io import read_bytes
+from dfer.io import MAX_TEXT_BYTES, read_bytes
 from dfer.errors import DataError, where
 
 _CHUNK = 1 << 16
@@ -93,12 +93,13 @@ def read_columns(
             ``write.csv`` leaves its row-name column unnamed); None: an empty name fails.
 
     Raises:
-        DataError: naming file:line for a missing file, non-UTF-8 bytes, a NUL byte, a
+        DataError: naming file:line for a missing file, one that is not a regular file or
+            is larger than :data:`dfer.io.MAX_TEXT_BYTES`, non-UTF-8 bytes, a NUL byte, a
             row whose cell count differs from the header's, a duplicated or empty header
             name, a numeric cell that is not a number, malformed JSON.
     """
     p = Path(path)
-    data = read_bytes(p, what)
+    data = read_bytes(p, what, limit=MAX_TEXT_BYTES)
     if not data.isascii():
         decode_utf8(data, p)  # raises naming the line of the first bad byte
     if b"\x00" in data:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfer.data.corpora.textio import read_text
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTable
 from dfer.emotions import BASIC7, canonical, resolve_classes
 from dfer.errors import ConfigError, DataError, where
@@ -213,10 +214,7 @@ def _read_split(root: Path, sub: str, k: int) -> list[tuple[str, int, str]]:
     path = root / sub / f"set_{k}.csv"
     if not path.is_file():
         raise DataError(f"{sub}/set_{k}.csv not found under {root}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    text = read_text(path, "DFEW split file")
     reader = csv.reader(text.splitlines())
     header = next(reader, None)
     if header is None or [h.strip().lower() for h in header] != ["video_name", "label"]:

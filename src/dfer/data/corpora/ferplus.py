@@ -42,6 +42,7 @@ import csv
 import hashlib
 import io
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ from dfer.data.corpora.textio import read_text
 from dfer.data.table import ClipKind, ClipTable, SPLIT_NAMES, Split
 from dfer.emotions import FERPLUS8
 from dfer.errors import DataError, where
-from dfer.io import atomic_path
+from dfer.io import atomic_path, file_kind
 
 #: folder written by FER+'s generator -> (Kaggle ``Usage`` value, split)
 FOLDERS = {
@@ -220,6 +221,9 @@ def _check_image(path: Path, box, label_csv: Path, line: int) -> None:
     from PIL import Image, UnidentifiedImageError
 
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):  # a FIFO would hang the reader: refused by name
+            raise DataError(f"{where(label_csv, line)}: image {path} is {file_kind(mode)}, expected an image file")
         with Image.open(path) as img:
             size = img.size
     except FileNotFoundError:

@@ -20,7 +20,10 @@ Re-rooting (the paths point at the authors' disks):
 * neither: paths are used as written; relative ones are taken relative to the list
   file's folder. Clip ids still follow the ``keep`` rule.
 
-A path that would leave ``root`` (``..`` components, an absolute remainder) is an error.
+A path that would leave ``root`` (``..`` components, an absolute remainder) is an error, and
+so are two lines that are one file however they are spelled (``./a``, ``a//``, ``x/../a``,
+absolute, a link to it: :func:`dfer.data.table.real_paths`), within a list or across the
+test lists of :func:`load_fold_lists`.
 Frame counts in these lists are known to disagree with the disk for some clips: they are
 kept in ``num_frames`` as listed; :func:`frame_count_mismatches` compares them with the
 folders (and ``check_frames=True`` raises on any difference).
@@ -35,6 +38,7 @@ from dfer.data.corpora.dfew import count_frames
 from dfer.data.table import SPLIT_NAMES, ClipTable, Split, concat
 from dfer.emotions import BASIC7, resolve_classes
 from dfer.errors import ConfigError, DataError, where
+from dfer.io import MAX_TEXT_BYTES, read_bytes
 
 
 def load_listfile(
@@ -73,7 +77,8 @@ def load_listfile(
 
     Raises:
         DataError: naming ``file:line`` for a malformed line, an out-of-range label, a
-            duplicate path, non-UTF-8 bytes or a path escaping ``root``.
+            duplicate path or file, non-UTF-8 bytes or a path escaping ``root``; a list
+            that is not a regular file or is over :data:`dfer.io.MAX_TEXT_BYTES`.
     """
     path = Path(path)
     classes = resolve_classes(classes)
@@ -105,7 +110,7 @@ def load_listfile(
         classes, rel, source, kind=kind, num_frames=[r[2] for r in rows], label=[r[3] for r in rows],
         fold=fold, split=SPLIT_NAMES[split.lower()] if split else Split.NONE, name=name or path.stem,
         meta={"list": str(path), "lines": [r[0] for r in rows]},
-    )
+    ).refuse_repeated_files(at=lambda i: where(path, rows[i][0]), spelled=raw)
     if check_frames:
         bad = frame_count_mismatches(table)
         if bad:
@@ -156,6 +161,7 @@ def load_fold_lists(
         raise ConfigError(f"list pattern {pattern!r} needs '{{k}}' where the fold number goes")
     tables = []
     first: dict[str, str] = {}
+    at: list[str] = []
     for k in range(1, num_folds + 1):
         f = Path(pattern.format(k=k))
         if not f.is_file():
@@ -165,8 +171,10 @@ def load_fold_lists(
             if cid in first:
                 raise DataError(f"{where(f, line)}: clip {cid} is also in {first[cid]}; test lists must not overlap")
             first[cid] = where(f, line)
+            at.append(where(f, line))
         tables.append(t)
-    table = concat(tables, name=name)
+    # one file under two spellings in two test lists: tested in one fold, trained on in the other
+    table = concat(tables, name=name).refuse_repeated_files(at=at.__getitem__)
     if train_pattern is not None:
         test_ids = {k: set(t.clip_id.tolist()) for k, t in enumerate(tables, start=1)}
         for k in range(1, num_folds + 1):
@@ -209,36 +217,34 @@ def load_dfew_lists(folder_or_pattern: str | os.PathLike, *, check_train: bool =
 # ---------------------------------------------------------------------------- helpers
 def _parse(path: Path, num_classes: int) -> list[tuple[int, str, int, int]]:
     """(line number, path as written, num_frames, label) for each non-blank line."""
-    if not path.is_file():
-        raise DataError(f"{path}: list file not found")
     rows = []
-    with open(path, "rb") as f:
-        for line, b in enumerate(f, start=1):
-            try:
-                text = b.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where(path, line)}: not UTF-8 text (byte {b[e.start]:#04x} at column {e.start + 1})") from None
-            fields = text.split()
-            if not fields:
-                continue
-            loc = where(path, line)
-            if len(fields) != 3:
-                raise DataError(f"{loc}: expected 3 fields '<frame folder> <num_frames> <label>', found {len(fields)}: "
-                                f"{text.strip()!r}")
-            p, n, lab = fields
-            try:
-                n = int(n)
-            except ValueError:
-                raise DataError(f"{loc}: frame count {n!r} is not an integer") from None
-            if n < 0:
-                raise DataError(f"{loc}: frame count {n} is negative")
-            try:
-                lab = int(lab)
-            except ValueError:
-                raise DataError(f"{loc}: label {lab!r} is not an integer") from None
-            if not 0 <= lab < num_classes:
-                raise DataError(f"{loc}: label {lab} out of range, expected 0..{num_classes - 1} ({num_classes} classes)")
-            rows.append((line, p, n, lab))
+    data = read_bytes(path, "list file", limit=MAX_TEXT_BYTES)
+    for line, b in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = b.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{where(path, line)}: not UTF-8 text (byte {b[e.start]:#04x} at column {e.start + 1})") from None
+        fields = text.split()
+        if not fields:
+            continue
+        loc = where(path, line)
+        if len(fields) != 3:
+            raise DataError(f"{loc}: expected 3 fields '<frame folder> <num_frames> <label>', found {len(fields)}: "
+                            f"{text.strip()!r}")
+        p, n, lab = fields
+        try:
+            n = int(n)
+        except ValueError:
+            raise DataError(f"{loc}: frame count {n!r} is not an integer") from None
+        if n < 0:
+            raise DataError(f"{loc}: frame count {n} is negative")
+        try:
+            lab = int(lab)
+        except ValueError:
+            raise DataError(f"{loc}: label {lab!r} is not an integer") from None
+        if not 0 <= lab < num_classes:
+            raise DataError(f"{loc}: label {lab} out of range, expected 0..{num_classes - 1} ({num_classes} classes)")
+        rows.append((line, p, n, lab))
     return rows
 
 

@@ -5,7 +5,11 @@ One row per clip. Columns (header names; order free):
 - ``path`` (required): a frame folder, a video file or a still image (a one-frame clip).
   Relative paths are resolved against ``root`` when given, else the manifest's folder.
   When the user sets ``root``, a path that leaves it (``../x``, or absolute elsewhere) is
-  an error: a manifest cannot reach outside the folder it was told to live in.
+  an error: a manifest cannot reach outside the folder it was told to live in. ``..`` is
+  judged as the system resolves it (after a link, it climbs from the link's target); a
+  plain path may go through a link the user placed inside the root.
+  Two rows that are one file (however spelled: ``./a``, ``a//``, ``x/../a``, absolute, a
+  link to it) are an error naming both lines (:func:`dfer.data.table.real_paths`).
 - ``clip_id``: unique id (default: the ``path`` cell as written).
 - ``label``: hard label, an emotion name or a 0-based index into the classes.
 - one column per class, the header being the class name (``happy``, ``Sadness``, ...):
@@ -33,9 +37,10 @@ import numpy as np
 
 from dfer.data.corpora.columns import RawColumns, read_columns
 from dfer.data.corpora.textio import inside, label_index, map_unique
-from dfer.data.table import IMAGE_EXTENSIONS, SPLIT_NAMES, VIDEO_EXTENSIONS, ClipKind, ClipTable
+from dfer.data.table import (IMAGE_EXTENSIONS, SPLIT_NAMES, VIDEO_EXTENSIONS, ClipKind, ClipTable,
+                             first_repeat, real_paths)
 from dfer.emotions import BASIC7, canonical, resolve_classes
-from dfer.errors import DataError
+from dfer.errors import DataError, where
 
 RESERVED = ("path", "clip_id", "label", "fold", "split", "group", "num_frames")
 
@@ -122,7 +127,8 @@ def kinds_of(paths: np.ndarray) -> np.ndarray:
 
 def resolve_paths(raw: RawColumns, col: np.ndarray, root: str | os.PathLike | None) -> np.ndarray:
     """Absolute sources for a path column: relative to ``root`` (checked: nothing may
-    leave it) or, without a root, to the manifest's folder."""
+    leave it, as the system resolves ``..`` and links) or, without a root, to the
+    manifest's folder."""
     user_root = root is not None
     base = os.path.abspath(root if user_root else raw.path.parent)
     if user_root and not os.path.isdir(base):
@@ -134,13 +140,19 @@ def resolve_paths(raw: RawColumns, col: np.ndarray, root: str | os.PathLike | No
     src = np.strings.add(base.rstrip("/") + "/", col)
     if absolute.any():
         src = np.where(absolute, col, src)
-    # only rows that may escape need the (per-row) normpath
-    suspect = np.flatnonzero(absolute | (np.strings.find(col, "..") >= 0) | (np.strings.find(col, "./") >= 0))
+    # only rows that may escape (or are spelled untidily) need the per-row normpath
+    suspect = np.flatnonzero(absolute | (np.strings.find(col, "..") >= 0) | (np.strings.find(col, "./") >= 0)
+                         | (np.strings.find(col, "//") >= 0))
     if suspect.size:
         fixed = [os.path.normpath(s) for s in src[suspect].tolist()]
         if user_root:
-            for i, s in zip(suspect.tolist(), fixed):
-                if not inside(s, base):
+            real_base = os.path.realpath(base)
+            real = real_paths(src[suspect])
+            for i, s, r in zip(suspect.tolist(), fixed, real.tolist()):
+                # inside as the system opens it (`..` after a link climbs from the link's target);
+                # a plain path inside the root may go through a link the user put there
+                climbs = ".." in str(col[i]).split("/")
+                if not inside(r, real_base) and (climbs or not inside(s, base)):
                     raw.fail(i, f"path {str(col[i])!r} leaves the root {base}; expected a path inside it")
         src = src.astype(np.result_type(src.dtype, np.array(fixed).dtype)) if fixed else src
         src[suspect] = fixed
@@ -149,11 +161,9 @@ def resolve_paths(raw: RawColumns, col: np.ndarray, root: str | os.PathLike | No
 
 def find_duplicates(raw: RawColumns, ids: np.ndarray, what: str = "clip id") -> None:
     """Raise naming both lines of the first duplicated id (sort-based, vectorised)."""
-    order = np.argsort(ids, kind="stable")
-    s = ids[order]
-    dup = np.flatnonzero(s[1:] == s[:-1])
-    if dup.size:
-        i, j = int(order[dup[0]]), int(order[dup[0] + 1])
+    pair = first_repeat(ids)
+    if pair is not None:
+        i, j = pair
         raw.fail(j, f"duplicate {what} {str(ids[j])!r}, first given on line {raw.line(i)}")
 
 
@@ -251,12 +261,13 @@ def load_manifest(
         has = ~np.isnan(votes[:, 0]) & (label >= 0)
         meta["label_vote_disagreements"] = int((votes[has].argmax(axis=1) != label[has]).sum())
     try:
-        return ClipTable.build(cls, clip_id, source, kind=kind, num_frames=num_frames, votes=votes, label=label,
-                               fold=fold, split=split, group=col("group") if "group" in lower else None,
-                               name=name or raw.path.stem, meta=meta)
+        table = ClipTable.build(cls, clip_id, source, kind=kind, num_frames=num_frames, votes=votes, label=label,
+                                fold=fold, split=split, group=col("group") if "group" in lower else None,
+                                name=name or raw.path.stem, meta=meta)
     except DataError:
         find_duplicates(raw, clip_id)
         raise
+    return table.refuse_repeated_files(at=lambda i: where(raw.path, raw.line(i)), spelled=paths)
 
 
 # ---------------------------------------------------------------------------- vote sheets

@@ -268,7 +268,8 @@ def load_source(kind: str | None, root: str | os.PathLike, /, **options: Any) ->
             to write the corpus when ``root`` does not hold one yet.
 
     Raises:
-        ConfigError: unknown kind or option. DataError: from the adapter.
+        ConfigError: unknown kind or option. DataError: from the adapter, or two clips
+            that are one file (:meth:`ClipTable.refuse_repeated_files`).
     """
     kind = kind or detect_kind(root)
     fn = _adapter(kind)
@@ -278,7 +279,9 @@ def load_source(kind: str | None, root: str | os.PathLike, /, **options: Any) ->
         p = Path(root)
         if not (p / "synthetic_config.json").exists():
             write_synthetic_dfew(p, SynthConfig(**synth))
-    return _call(kind, fn, root, options)
+    # every adapter's clips are judged by the files they are (the list and manifest readers
+    # already did so, naming lines; the others are checked here)
+    return _call(kind, fn, root, options).refuse_repeated_files()
 
 
 def load_corpus(spec: str | os.PathLike | Mapping[str, Any]) -> ClipTable:

@@ -1,7 +1,8 @@
 """Reading the small text files that describe a corpus, with errors that name file:line.
 
 Split files, label files and vote sheets are read whole (they hold at most tens of
-thousands of lines); every problem becomes a :class:`~dfer.errors.DataError` naming the
+thousands of lines; a file over :data:`dfer.io.MAX_TEXT_BYTES`, a FIFO or a device is
+refused by name); every problem becomes a :class:`~dfer.errors.DataError` naming the
 file and the line, never a ``UnicodeDecodeError`` traceback. The large generic manifest is
 streamed by :mod:`dfer.data.corpora.manifest` instead, but decodes through the same helper
 when it has to say where a bad byte is.
@@ -15,7 +16,7 @@ import numpy as np
 
 from dfer.emotions import canonical
 from dfer.errors import DataError, where
-from dfer.io import read_bytes
+from dfer.io import MAX_TEXT_BYTES, read_bytes
 
 
 def decode_utf8(data: bytes, path: str | os.PathLike) -> str:
@@ -36,8 +37,9 @@ def decode_utf8(data: bytes, path: str | os.PathLike) -> str:
 
 
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """Whole UTF-8 text of ``path`` (see :func:`decode_utf8`)."""
-    return decode_utf8(read_bytes(path, what), path)
+    """Whole UTF-8 text of ``path`` (see :func:`decode_utf8`); a FIFO, a device or a file
+    over :data:`dfer.io.MAX_TEXT_BYTES` is refused by name, never read."""
+    return decode_utf8(read_bytes(path, what, limit=MAX_TEXT_BYTES), path)
 
 
 def numbered_lines(path: str | os.PathLike, what: str = "file") -> list[tuple[int, str]]:

@@ -26,7 +26,8 @@ def tiny_config(root: Path, out: Path, **over) -> RunConfig:
         "data": {"source": {"kind": "dfew", "root": str(root), "fold": 1}, "num_frames": 4, "size": 32,
                  "num_workers": 0, "scales": [1.0, 0.875]},
         "model": {"name": "tsm_resnet18"},
-        "optim": {"epochs": 2, "batch_size": 8, "lr": 0.01},
+        # fp32: two fresh runs compared weight for weight must not depend on a speed measurement
+        "optim": {"epochs": 2, "batch_size": 8, "lr": 0.01, "precision": "fp32"},
         "eval": {"batch_size": 16}, "tensorboard": False, "progress": False,
     }
     for k, v in over.items():

@@ -38,6 +38,8 @@ LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
 HARD_LABEL_MODES = ("hard", "midas-hard", "mixup")
 #: the label modes that mix pairs of clips (their runs carry mixing.alpha in their names)
 MIXING_LABEL_MODES = ("midas", "midas-hard", "mixup")
+#: the values of optim.precision (dfer.precision explains each)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: normalisations of a mixed target (dfer.mixing explains each)
 NORMALISE_MODES = ("none", "softmax", "renormalise")
 #: one λ per clip or one per batch
@@ -328,7 +330,9 @@ class OptimConfig:
     #: epochs (fractions allowed) of a linear ramp of the learning rate, in [0, optim.epochs]
     warmup_epochs: float = 0.0
     grad_clip: float | None = setting(None, range="(0, inf)", expect="> 0, or null for none")
-    amp: bool = True  # mixed precision on CUDA; ignored on the CPU
+    #: auto (CUDA: mixed precision; CPU: fp32 or bf16, whichever a measurement finds faster),
+    #: fp32, bf16 or fp16 (CUDA only); see dfer.precision
+    precision: str = setting("auto", choices=PRECISIONS)
 
     def check(self, where: str) -> None:
         if not 0 <= self.warmup_epochs <= self.epochs:
@@ -668,6 +672,11 @@ def saved_config(data: dict) -> RunConfig:
     keeps the behaviour dfer had before the field existed.** A field removed or renamed
     since, or a value no longer valid, raises :class:`ConfigError` naming it.
     """
+    optim = data.get("optim") if isinstance(data, dict) else None
+    if isinstance(optim, dict) and "amp" in optim and "precision" not in optim:
+        # before optim.precision, optim.amp: true meant mixed precision on CUDA, fp32 on the CPU
+        data = {**data, "optim": {**{k: v for k, v in optim.items() if k != "amp"},
+                                  "precision": "auto" if optim["amp"] else "fp32"}}
     return from_dict(RunConfig, data, where="saved config").validate()
 
 

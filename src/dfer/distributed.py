@@ -127,9 +127,14 @@ def shutdown() -> None:
 
 
 def autocast_dtype(cfg, device: torch.device) -> torch.dtype | None:
-    """The dtype a run computes in under ``optim.amp``: bfloat16 where the GPU has it, else
-    float16; None (fp32, no autocast) when AMP is off or the device is not CUDA. Training,
-    validation and the robust learner's predictions all use it."""
-    if not (cfg.optim.amp and device.type == "cuda"):
+    """The dtype evaluation and the robust learner's predictions compute in under
+    ``optim.precision``: on CUDA bf16 or fp16 as set (``auto``: bf16 where the GPU has it,
+    else fp16); None (fp32, no autocast) for ``fp32`` and on the CPU, where a prediction
+    pass is short and fp32 answers do not depend on which CPU gave them. Training's own
+    precision is :func:`dfer.precision.choose_precision`'s."""
+    precision = cfg.optim.precision
+    if precision == "fp32" or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16

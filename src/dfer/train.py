@@ -36,14 +36,16 @@ from dfer.data.check import write_skipped
 from dfer.data.dataset import build_loader, item_seed
 from dfer.data.splits import Splits, build_splits, make_dataset
 from dfer.data.transforms import to_model_input
-from dfer.distributed import (DistInfo, GlobalBatchShardSampler, autocast_dtype, barrier, init_distributed,
+from dfer.distributed import (DistInfo, GlobalBatchShardSampler, barrier, init_distributed,
                               mean_across, shutdown, unwrap)
 from dfer.errors import ConfigError
 from dfer.evaluate import evaluate_model, predict_table
+from dfer.inference import channels_last
 from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
 from dfer.mixing import BatchMixer, one_hot
+from dfer.precision import Precision, choose_precision, read_record, write_record
 from dfer.models import create_model
 from dfer.models.weights import load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
@@ -186,6 +188,25 @@ def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, 
     return run_dir
 
 
+def _precision(cfg: RunConfig, info: DistInfo, device: torch.device, model: torch.nn.Module, run_dir: Path,
+               resuming: bool, num_classes: int) -> Precision:
+    """The run's precision: read back when resuming, else chosen (measured under ``auto`` on
+    the CPU, by the main process for all) and recorded in the run (:mod:`dfer.precision`)."""
+    if resuming:
+        return read_record(run_dir, device)
+    chosen = [None]
+    if info.is_main:
+        shape = (cfg.optim.batch_size // info.world_size, cfg.data.num_frames, 3, cfg.data.size, cfg.data.size)
+        chosen[0] = choose_precision(cfg.optim.precision, model, device, shape, num_classes)
+        write_record(run_dir, chosen[0])
+        if chosen[0].how == "measured":
+            times = ", ".join(f"{k} {v:.3f} s" for k, v in chosen[0].seconds_per_step.items())
+            print(f"{run_dir}: precision {chosen[0].name} (measured a training step: {times})")
+    if info.enabled:
+        torch.distributed.broadcast_object_list(chosen, src=0)
+    return chosen[0]
+
+
 def _resume_meta(cfg: RunConfig, run_dir: Path, restart: bool) -> dict | None:
     """The state of the run's last checkpoint to resume from (None: start afresh); a
     checkpoint of another config is refused."""
@@ -238,10 +259,13 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
                           f"model's eight in its order (data.classes: ferplus8), or {cfg.model.name} has no linear "
                           f"classifier of its size")
     model = model.to(device)
+    precision = _precision(cfg, info, device, model, run_dir, resume_meta is not None, num_classes)
+    if precision.channels_last:
+        channels_last(model)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    amp_dtype = autocast_dtype(cfg, device)
+    amp_dtype = precision.dtype
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     mixer = None
     if cfg.label_mode in MIXING_LABEL_MODES:

@@ -18,6 +18,37 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 
 
+#: what tests and the tools that run them leave in a checkout, by design
+_LEFT_BY_TOOLS = ("__pycache__", ".pytest_cache", ".hypothesis", ".egg-info", ".venv")
+
+
+def _repo_files() -> set[str] | None:
+    """Untracked and ignored paths of the checkout (or, outside a git checkout, the names
+    in its root), less those the test tools leave; None if git fails."""
+    import subprocess
+
+    if not (ROOT / ".git").exists():
+        return {p.name for p in ROOT.iterdir()}
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=all", "--ignored",
+                              "-z"], capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    paths = {entry[3:] for entry in out.split("\0") if entry[:2] in ("??", "!!")}
+    return {p for p in paths if not any(tool in p for tool in _LEFT_BY_TOOLS)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _the_suite_writes_nothing_into_the_checkout():
+    """Every test writes under its tmp_path: a file the suite leaves in the repository (a
+    command's output with a default folder in the working directory) fails the session."""
+    before = _repo_files()
+    yield
+    after = _repo_files()
+    if before is not None and after is not None and after - before:
+        pytest.fail(f"the tests left files in the repository: {sorted(after - before)[:10]}")
+
+
 @pytest.fixture(scope="session")
 def lists_dir() -> Path:
     """tests/data/lists: DFEW_set_k_{train,test}.txt, MAFW_set_k_..., FERV39K_{train,test}.txt (MIT)."""

@@ -187,19 +187,24 @@ def test_preprocess_leaves_a_users_folder_where_a_video_would_go(videos_dir, tmp
     src.mkdir()
     shutil.copy(videos_dir / "single_face.mp4", src / "clip.mp4")
     out = tmp_path / "out"
-    (out / "clip").mkdir(parents=True)
-    (out / "clip" / "keep.txt").write_text("the user's")
     args = ["preprocess", str(src), str(out), "--size", "64", "--detect-every", "6", "--workers", "1"]
+    assert main(args) == 0
+    # in an OUT of dfer's, a folder of the user's appears where a new video's frames would go
+    shutil.copy(videos_dir / "single_face.mp4", src / "clip2.mp4")
+    (out / "clip2").mkdir()
+    (out / "clip2" / "keep.txt").write_text("the user's")
+    capsys.readouterr()
     assert main(args) == 2  # the video failed: its folder is the user's
     out_text = capsys.readouterr().out  # the batch's failures are listed on stdout
-    assert "FAILED clip.mp4" in out_text and "was not written by dfer preprocess" in out_text
-    assert sorted(p.name for p in (out / "clip").iterdir()) == ["keep.txt"]
-    assert (out / "clip" / "keep.txt").read_text() == "the user's"
+    assert "FAILED clip2.mp4" in out_text and "was not written by dfer preprocess" in out_text
+    assert sorted(p.name for p in (out / "clip2").iterdir()) == ["keep.txt"]
+    assert (out / "clip2" / "keep.txt").read_text() == "the user's"
     # moved away, the next run writes the video's frames there
-    shutil.move(out / "clip", tmp_path / "moved")
+    shutil.move(out / "clip2", tmp_path / "moved")
     assert main(args) == 0
-    assert len(list((out / "clip").glob("*.jpg"))) > 10
+    assert len(list((out / "clip2").glob("*.jpg"))) > 10
     # and a rerun with other settings replaces dfer's own folder
+    os.remove(src / "clip2.mp4")
     assert main([*args[:-4], "--size", "48", "--detect-every", "6", "--workers", "1"]) == 0
     from PIL import Image
 

@@ -377,16 +377,24 @@ def test_outputs_of_the_users_are_never_written_over(random_run, tmp_path, capsy
     out.mkdir()
     (out / "face.csv").write_text("my own table\n")
     rc, _, err = _predict(capsys, image, "--run", random_run, "--out", out, "--aligned")
-    assert rc == 2
-    _one_error_line(err, rf"{re.escape(str(out / 'face.csv'))} exists and was not written by dfer predict; "
-                         r"left as it is \(move it, or give another --out\)")
-    assert (out / "face.csv").read_text() == "my own table\n" and not (out / "face.json").exists()
+    assert rc == 2  # a folder of the user's: not written at all
+    _one_error_line(err, rf"{re.escape(str(out))} holds files that dfer did not write \(e\.g\. 'face\.csv'\); "
+                         r"dfer predict writes only into a new or empty folder or one of its own: choose another")
+    assert [p.name for p in out.iterdir()] == ["face.csv"] and (out / "face.csv").read_text() == "my own table\n"
     (out / "face.csv").unlink()
     for _ in range(2):  # a rerun replaces its own outputs
         rc, _, err = _predict(capsys, image, "--run", random_run, "--out", out, "--aligned")
         assert rc == 0, err
     report = json.loads((out / "face.json").read_text())
     assert report["outputs"] == {"json": str(out / "face.json"), "csv": str(out / "face.csv")}
+    # in its own folder, a file of the user's by an output's name is left alone too
+    (out / "face.json").unlink()
+    (out / "face.csv").write_text("my own table\n")
+    rc, _, err = _predict(capsys, image, "--run", random_run, "--out", out, "--aligned")
+    assert rc == 2
+    _one_error_line(err, rf"{re.escape(str(out / 'face.csv'))} exists and was not written by dfer predict; "
+                         r"left as it is \(move it, or give another --out\)")
+    assert (out / "face.csv").read_text() == "my own table\n" and not (out / "face.json").exists()
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dfer.config import RunConfig, from_dict
 from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
+from dfer.io import claim_folder, holds
 from dfer.predict import PredictConfig, load_pretrained, predict_file
 from dfer.train import train
 
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
     if args.pretrained_only:
         return pretrained_timeline(Path(args.video), threads=args.threads)
-    out = Path(args.out)
+    out = claim_folder(args.out, "demo", "dfer demo", lambda d: holds(d, "corpus.json", "DFEW"))
     corpus = out / "DFEW"
     stamp = out / "corpus.json"
     synth = SynthConfig(num_clips=args.clips, num_frames=args.frames, size=args.size, seed=args.seed)

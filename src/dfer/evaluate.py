@@ -38,7 +38,7 @@ from dfer.distributed import autocast_dtype, init_distributed, shutdown
 from dfer.emotions import BASIC7, label_map
 from dfer.errors import ConfigError, DataError, first_line
 from dfer.inference import predict_loader, shard_rows
-from dfer.io import atomic_path, write_text_atomic
+from dfer.io import atomic_path, claim_folder, holds, single_component, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
 from dfer.preprocess.align import FACE_FRACTION
@@ -352,6 +352,8 @@ def _source_table(spec: str, split: str | None, fold: int | None, classes=None,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tag:  # results.TAG.json: a name inside the output folder, never a way out of it
+        single_component(args.tag, "--tag")
     if args.pretrained:
         return _run_pretrained(args)
     if args.run is None:
@@ -367,8 +369,12 @@ def run(args: argparse.Namespace) -> int:
     if args.num_clips is not None and args.num_clips < 1:
         raise ConfigError(f"--num-clips must be >= 1, got {args.num_clips}")
 
+    from dfer.train import RUN_KIND, is_earlier_run  # train imports this module
+
     model, cfg, classes = load_run(args.run, which=args.checkpoint)
     info, device = init_distributed(args.device)  # under torchrun the clips are sharded over the ranks
+    # results go into the run's folder: one of dfer's runs (every rank checks, the main one marks)
+    claim_folder(args.run, RUN_KIND, "dfer evaluate", is_earlier_run, create=info.is_main)
     model = model.to(device)
     if args.num_clips:
         cfg.eval.num_clips = args.num_clips
@@ -421,6 +427,17 @@ def _as_predict_answers(table: ClipTable, bundle, index: list[int], args, extra:
     return table.take(keep), probs[keep]
 
 
+#: the kind of folder (:func:`dfer.io.claim_folder`) of the shipped model's evaluation
+PRETRAINED_KIND = "evaluation"
+
+
+def _claim_evaluation_folder(folder, create: bool = True) -> Path:
+    """:func:`dfer.io.claim_folder` for --pretrained's --out; one written before dfer marked
+    its folders holds the three files evaluate writes."""
+    return claim_folder(folder, PRETRAINED_KIND, "dfer evaluate --pretrained",
+                        lambda d: holds(d, "results*.json", "predictions*.csv", "confusion*.png"), create=create)
+
+
 def _run_pretrained(args: argparse.Namespace) -> int:
     if args.run is not None:
         raise ConfigError(f"--pretrained evaluates the model that ships with dfer; drop the run directory "
@@ -433,6 +450,8 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     workers = 2 if args.workers is None else args.workers
     if batch_size < 1 or workers < 0:
         raise ConfigError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
+    if args.out is not None:  # refused before the corpus is read (a Kaggle FER+ source writes its cache)
+        _claim_evaluation_folder(args.out, create=False)
     # the model first: a broken install is reported before a large corpus is read
     bundle = load_model(pretrained=True, device=args.device)
     table, kind, part = _source_table(args.source, args.split, args.fold, options=args.option)
@@ -449,8 +468,6 @@ def _run_pretrained(args: argparse.Namespace) -> int:
                     optim=OptimConfig(amp=False),
                     eval=EvalConfig(num_clips=args.num_clips or 1, batch_size=batch_size))
     out = Path(args.out or Path("runs") / cfg.name)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
     dropped = [c for c in bundle.classes if c not in {bundle.classes[i] for i in index}]
     extra = {"model": dict(bundle.source),
              "source": {"kind": kind, "spec": args.source, "part": part, "ties": cfg.data.ties},
@@ -465,6 +482,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
         raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
     if not stills and _as_predict_sees_them(table):
         table, probs = _as_predict_answers(table, bundle, index, args, extra)
+    _claim_evaluation_folder(out)
     res = evaluate_model(model, table, cfg, bundle.device, run_dir=out, tag=args.tag,
                          transform=input_transform(bundle, face_crop=args.face_crop), extra=extra,
                          probabilities=probs)

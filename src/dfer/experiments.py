@@ -42,11 +42,13 @@ from dfer.data.splits import load_source_table
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
 from dfer.evaluate import _write_json, read_results
-from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder, write_text_atomic
+from dfer.io import atomic_path, claim_folder, exclusive_folder, holds, write_text_atomic
 from dfer.metrics import reliability_curve
-from dfer.train import train
+from dfer.train import RUN_KIND, is_earlier_run, train
 
 MANIFEST = "cv.json"
+#: the kind of folder (:func:`dfer.io.claim_folder`) of a cross-validation
+CV_KIND = "cv"
 SPLIT_DIR = "split"
 #: the metrics besides the per-class recalls, in the order of the summary's columns
 EXTRA_METRICS = ("uar_clear", "war_clear", "uar_mixed", "war_mixed", "kl_to_votes", "ece")
@@ -67,6 +69,11 @@ def cv_name(cfg: RunConfig) -> str:
     It does not depend on the folds a job runs, so the jobs of one cv share the folder.
     """
     return cfg.run_name(cv=True)
+
+
+def _is_earlier_cv(folder: Path) -> bool:
+    """A cv folder written before dfer marked its folders: it holds its cv.json."""
+    return holds(folder, MANIFEST)
 
 
 def fold_dir(cv_dir: str | os.PathLike, fold: int | None) -> Path:
@@ -184,12 +191,12 @@ def run_cv(cfg: RunConfig, out_dir: str | os.PathLike | None = None, folds: list
         unknown = sorted(set(todo) - set(expected))
         if unknown:
             raise ConfigError(f"--folds {unknown} not in the folds of {cfg.data.source.root} ({expected})")
-    refuse_foreign_folder(cv_dir, (MANIFEST,), "dfer cv")
+    claim_folder(cv_dir, CV_KIND, "dfer cv", _is_earlier_cv, create=_is_main())
     _write_manifest(cv_dir, cfg, expected)
     with contextlib.ExitStack() as locks:
         if _is_main():  # every fold of this job is locked before any trains: jobs of other folds
             for fold in todo:  # may share the folder, a job that overlaps this one stops at once
-                locks.enter_context(exclusive_folder(fold_dir(cv_dir, fold), "dfer cv"))
+                locks.enter_context(exclusive_folder(fold_dir(cv_dir, fold), "dfer cv", RUN_KIND, is_earlier_run))
         for fold in todo:
             run_dir = fold_dir(cv_dir, fold)
             if fold_finished(run_dir):
@@ -309,6 +316,7 @@ def summarise_cv(cv_dir: str | os.PathLike, folds: list[int] | None = None, *, w
                "confusion_matrix": cm.tolist(), "num_clips": int(sum(r["num_clips"] for r in results.values())),
                "config": man["config"]}
     if write:
+        claim_folder(cv_dir, CV_KIND, "dfer cv --summarise", _is_earlier_cv)
         _write_summary(cv_dir, summary)
     return summary
 

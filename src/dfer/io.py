@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from dfer.errors import ConfigError, DataError
@@ -31,8 +32,13 @@ LOCK_NAME = ".lock"
 
 
 @contextlib.contextmanager
-def exclusive_folder(folder: str | os.PathLike, command: str):
+def exclusive_folder(folder: str | os.PathLike, command: str, kind: str | None = None,
+                     earlier: Callable[[Path], bool] | None = None):
     """Hold an exclusive lock on ``folder`` (created if missing) while the block runs.
+
+    With ``kind``, the folder must be dfer's (:func:`claim_folder`, with ``earlier``): it is
+    checked before the lock is taken and marked once it is held, so neither a folder of the
+    user's nor one another process is writing gets anything from this one.
 
     The lock is ``flock`` on ``folder/.lock``, released by the kernel when the process
     ends however it ends, so a killed run never leaves a stale lock. The holder writes its
@@ -47,6 +53,8 @@ def exclusive_folder(folder: str | os.PathLike, command: str):
     if key in _HELD:
         yield folder
         return
+    if kind is not None:
+        claim_folder(folder, kind, command, earlier, create=False)
     folder.mkdir(parents=True, exist_ok=True)
     f = open(folder / LOCK_NAME, "a+")
     try:
@@ -63,6 +71,8 @@ def exclusive_folder(folder: str | os.PathLike, command: str):
         f.write(f"{os.getpid()} {command}\n")
         f.flush()
         _HELD[key] = f
+        if kind is not None:
+            claim_folder(folder, kind, command, earlier)
         yield folder
     finally:
         _HELD.pop(key, None)
@@ -87,19 +97,69 @@ def _drop_inherited_locks() -> None:
 os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
-def refuse_foreign_folder(folder: str | os.PathLike, marks: tuple[str, ...], command: str) -> None:
-    """Raise a :class:`ConfigError` if ``folder`` holds anything but none of ``marks`` (the
-    names dfer writes first there): dfer never writes into, or deletes from, a folder it did
-    not make. A missing or empty folder (the lock file aside) is fine."""
+#: the mark dfer leaves in every folder it writes, naming what kind of folder it is
+MARK_NAME = ".dfer"
+
+
+def single_component(value: str, setting: str) -> str:
+    """``value`` if it is one path component (a folder or file name); else a
+    :class:`ConfigError` naming ``setting``. A name the user gives (a run's ``name``, an
+    evaluation's ``--tag``) becomes part of a path, so it must not lead out of the folder
+    it names something in."""
+    if (not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value
+            or "\0" in value):
+        raise ConfigError(f"{setting} {value!r} is not a single file or folder name (no '/', '\\', NUL, "
+                          f"'.' or '..'); give a plain name")
+    return value
+
+
+def holds(folder: str | os.PathLike, *patterns: str) -> bool:
+    """True if ``folder`` holds something matching every one of the glob ``patterns``
+    (relative to it, e.g. ``checkpoints/*.safetensors``)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        return
-    names = {p.name for p in folder.iterdir()} - {LOCK_NAME}
-    if names and not names & set(marks):
-        example = sorted(names)[0]
-        raise ConfigError(f"{folder} holds files that {command} did not write (e.g. {example!r}) and none of "
-                          f"{', '.join(marks)}: it writes only into a new folder or one of its own; choose "
-                          f"another name or out_dir")
+    return all(next(iter(folder.glob(p)), None) is not None for p in patterns)
+
+
+def claim_folder(folder: str | os.PathLike, kind: str, command: str,
+                 earlier: Callable[[Path], bool] | None = None, *, create: bool = True) -> Path:
+    """The one gate every command passes before it writes into ``folder``.
+
+    dfer writes only into a folder it made: a missing or empty one (its lock aside), one
+    that carries dfer's mark (``.dfer``) of the same ``kind``, or, written before folders
+    were marked, one that ``earlier(folder)`` recognises as the work of an earlier dfer of
+    this kind. Anything else is refused with a :class:`ConfigError` naming ``folder`` and
+    one of its files, before anything is written there. With ``create`` (the default) the
+    folder is then made and marked; without, it is only checked (to refuse before a long
+    computation whose results go there). Returns the folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} exists and is not a folder; {command} writes a folder there: choose another")
+    mark = folder / MARK_NAME
+    try:
+        names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        found = mark.read_text(encoding="utf-8", errors="replace").split() if MARK_NAME in names else None
+    except OSError as e:
+        raise ConfigError(f"{folder}: cannot read the folder {command} would write ({e.strerror or e})") from None
+    if found is not None:
+        if found[:1] != ["dfer"] or len(found) != 2:
+            raise ConfigError(f"{folder}: its {MARK_NAME} is not dfer's mark; {command} does not write there: "
+                              f"choose another")
+        if found[1] != kind:
+            raise ConfigError(f"{folder} is a dfer {found[1]} folder, not a {kind} folder; {command} does not "
+                              f"write there: choose another")
+        return folder
+    foreign = [n for n in names if n != LOCK_NAME]
+    if foreign and not (earlier is not None and earlier(folder)):
+        raise ConfigError(f"{folder} holds files that dfer did not write (e.g. {foreign[0]!r}); {command} writes "
+                          f"only into a new or empty folder or one of its own: choose another")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file in the way above it, no permission
+            raise ConfigError(f"{folder}: cannot make the folder {command} writes ({e.strerror or e})") from None
+        write_text_atomic(mark, f"dfer {kind}\n")
+    return folder
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -81,7 +81,7 @@ from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError, DfeError, first_line
 from dfer.inference import channels_last, clip_probabilities, fold_batchnorm
-from dfer.io import regular_file, write_text_atomic
+from dfer.io import claim_folder, regular_file, write_text_atomic
 from dfer.models import create_model_for_weights
 from dfer.preprocess.video import DecodedFrame, as_rgb, iter_decoded, probe_video, read_ahead
 from dfer.pretrained import NAME, weights_path
@@ -760,6 +760,13 @@ def _is_predict_report(path: Path) -> bool:
     return isinstance(doc, dict) and {"input", "windows", "summary", "outputs"} <= doc.keys()
 
 
+def claim_output_folder(out_dir: Path, create: bool = True) -> Path:
+    """:func:`dfer.io.claim_folder` for --out; one written before dfer marked its folders
+    holds a report of dfer predict."""
+    return claim_folder(out_dir, "predictions", "dfer predict",
+                        lambda d: any(_is_predict_report(p) for p in d.glob("*.json")), create=create)
+
+
 def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> dict[str, Path]:
     """Write ``name.json``, ``name.csv`` and (videos, ``plot``) ``name.png`` into ``out_dir``.
 
@@ -767,7 +774,7 @@ def write_outputs(report: dict, out_dir: Path, name: str, plot: bool = True) -> 
     of those names that dfer did not write is left alone and the input fails with one line.
     The JSON goes first, so a run killed halfway leaves files a rerun knows as its own.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_output_folder(out_dir)
     paths = {"json": out_dir / f"{name}.json", "csv": out_dir / f"{name}.csv"}
     will_plot = plot and report["kind"] == "video" and bool(report["windows"])
     if will_plot:
@@ -922,9 +929,7 @@ def run(args: argparse.Namespace) -> int:
             bad.append(e)
             continue
         good.append((p, name))
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"--out {out_dir}: exists and is not a folder")
+    out_dir = claim_output_folder(Path(args.out), create=False)  # made when the first input is written
     if args.checkpoint is None and (args.model != "tsm_resnet18" or args.classes != "basic7"):
         raise ConfigError("--model and --classes go with --checkpoint; a run directory and the shipped model "
                           "name their own")

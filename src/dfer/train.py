@@ -41,7 +41,7 @@ from dfer.distributed import (DistInfo, GlobalBatchShardSampler, barrier, init_d
 from dfer.errors import ConfigError
 from dfer.evaluate import evaluate_model, predict_table
 from dfer.inference import channels_last
-from dfer.io import atomic_path, exclusive_folder, refuse_foreign_folder
+from dfer.io import atomic_path, exclusive_folder, holds
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
 from dfer.mixing import BatchMixer, one_hot
@@ -111,17 +111,24 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     run_dir = Path(run_dir or Path(cfg.out_dir) / cfg.run_name())
-    if info.is_main:  # a folder of the user's is not touched, not even by the lock
-        refuse_foreign_folder(run_dir, RUN_MARKS, "dfer train")
-    # one writer per run: the main process holds the run's lock from here to the end
-    with exclusive_folder(run_dir, "dfer train") if info.is_main else contextlib.nullcontext():
+    # one writer per run, and only into a run of dfer's: the main process holds the run's
+    # lock from here to the end (a folder of the user's is not touched, not even by the lock)
+    with (exclusive_folder(run_dir, "dfer train", RUN_KIND, is_earlier_run) if info.is_main
+          else contextlib.nullcontext()):
         barrier(info)
         return _train(cfg, info, device, run_dir, restart, stop_after_epochs)
 
 
-#: what a run directory holds once dfer train has begun in it: the disk check's cache (the
-#: first thing written), then the config and the checkpoints
-RUN_MARKS = ("cache", "config.yaml", "checkpoints")
+#: the kind of folder (:func:`dfer.io.claim_folder`) of a run directory
+RUN_KIND = "run"
+
+
+def is_earlier_run(folder: Path) -> bool:
+    """A run directory written before dfer marked its folders: its config beside a
+    checkpoint, or, killed before its first epoch ended, beside its classes and the disk
+    check's cache. A user's config.yaml alone is not a run."""
+    return holds(folder, "config.yaml", "checkpoints/*.safetensors") or \
+        holds(folder, "config.yaml", "classes.json", "cache/check-*.npz")
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dfer.data.check import check_table, write_skipped
 from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
 from dfer.data.table import ClipTable, Split
 from dfer.errors import ConfigError
-from dfer.io import refuse_foreign_folder, write_text_atomic
+from dfer.io import claim_folder, holds, write_text_atomic
 from dfer.metrics import clear_mask, coexistence_matrix
 
 CLEAR_THRESHOLD = 0.9
@@ -192,11 +192,29 @@ def _load(args) -> ClipTable:
     return load_source(kind, args.source, **options)
 
 
+def _is_earlier_stats(folder: Path) -> bool:
+    """A folder dfer data stats wrote before dfer marked its folders."""
+    return holds(folder, "stats.json", "class_distribution.png")
+
+
+def _is_earlier_check_cache(folder: Path) -> bool:
+    """A --cache-dir dfer data check wrote before dfer marked its folders."""
+    return holds(folder, "check-*.npz")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action == "check" and args.deep and args.no_verify:
+        raise ConfigError("--deep decodes every frame, --no-verify none: give one of them")
+    # the folder this action writes: checked before the source is read (a Kaggle FER+ source
+    # writes its cache), claimed once there is something to write
+    target = ((args.cache_dir, "check-cache", "dfer data check", _is_earlier_check_cache) if args.action == "check"
+              else (args.out, "stats", "dfer data stats", _is_earlier_stats))
+    if target[0]:
+        claim_folder(*target, create=False)
     table = _load(args)
     if args.action == "check":
-        if args.deep and args.no_verify:
-            raise ConfigError("--deep decodes every frame, --no-verify none: give one of them")
+        if target[0]:
+            claim_folder(*target)
         _, report = check_table(table, workers=args.workers, cache_dir=args.cache_dir,
                                 on_bad_clip=args.on_bad_clip, verify=not args.no_verify, deep=args.deep)
         read = ("every frame decoded" if args.deep else "frames counted, none decoded" if args.no_verify else
@@ -205,13 +223,10 @@ def run(args: argparse.Namespace) -> int:
         if report.skipped and args.skipped_out:
             print(f"skipped clips listed in {write_skipped(report, args.skipped_out)}")
         return 0
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    # the figures replace only those of an earlier dfer data stats, never a user's files
-    refuse_foreign_folder(out, ("stats.json",), "dfer data stats")
     stats = compute_stats(table, args.clear_threshold)
     print(format_stats(stats))
+    # the figures replace only those of an earlier dfer data stats, never a user's files
+    out = claim_folder(*target)
     paths = write_figures(stats, out)
     write_text_atomic(out / "stats.json", json.dumps(stats, indent=1))
     print("\nwrote " + ", ".join(str(p) for p in paths + [out / "stats.json"]))

@@ -55,7 +55,8 @@ from dfer.data.corpora.registry import KINDS, load_source, option_values
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTable
 from dfer.emotions import canonical
 from dfer.errors import ConfigError, DataError, DfeError
-from dfer.io import LOCK_NAME, atomic_path, exclusive_folder, regular_file, write_text_atomic
+from dfer.io import (LOCK_NAME, MARK_NAME, atomic_path, exclusive_folder, holds, regular_file, single_component,
+                     write_text_atomic)
 from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.video import iter_frames, probe_video
 
@@ -385,15 +386,17 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         raise ConfigError(f"OUT {out} is inside SRC {src}: dfer preprocess never writes into SRC")
     if src.is_file() and not src.name.lower().endswith(VIDEO_EXTENSIONS):
         raise DataError(f"{src}: expected a folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
-    if "/" in manifest or manifest in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME):
-        raise ConfigError(f"--manifest must be a plain file name, got {manifest!r}")
+    if single_component(manifest, "--manifest") in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME, MARK_NAME):
+        raise ConfigError(f"--manifest {manifest!r} is a name dfer preprocess uses for itself in OUT; give another")
     videos = find_videos(src_res, exclude=out_res) if corpus is None else corpus_videos(corpus, src, src_res)
     if not videos:
         raise DataError(f"{src}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)}, recursively)")
     jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
 
-    lock = contextlib.ExitStack()  # one writer per OUT
-    lock.enter_context(exclusive_folder(out, "dfer preprocess"))
+    # one writer per OUT, and only an OUT of dfer's: new, empty, marked, or holding the
+    # records of an earlier dfer's run
+    lock = contextlib.ExitStack()
+    lock.enter_context(exclusive_folder(out, "dfer preprocess", "preprocess", lambda d: holds(d, DONE_DIR)))
     try:
         shutil.rmtree(out / PARTIAL_DIR, ignore_errors=True)  # leftovers of killed runs
         records: dict[str, dict] = {}

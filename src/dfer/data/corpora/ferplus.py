@@ -51,7 +51,7 @@ from dfer.data.corpora.textio import read_text
 from dfer.data.table import ClipKind, ClipTable, SPLIT_NAMES, Split
 from dfer.emotions import FERPLUS8
 from dfer.errors import DataError, where
-from dfer.io import atomic_path, file_kind
+from dfer.io import atomic_path, claim_folder, file_kind
 
 #: folder written by FER+'s generator -> (Kaggle ``Usage`` value, split)
 FOLDERS = {
@@ -292,6 +292,10 @@ def _read_kaggle(kaggle: Path, new: Path, wanted: set[int], cache):
         if not fresh[folder] or not path.is_file():
             todo.append((path, krow[k_cols["pixels"]], kline))
     pixels = [(path, _pixels(text, kaggle, line)) for path, text, line in todo]  # every row checked first
+    if pixels or not all(fresh[f] for f in FOLDERS if seen[f]):
+        # never a folder of the user's images: one made by dfer, or an earlier dfer's cache
+        claim_folder(cache_dir, "ferplus-cache", "the FER+ cache (the Kaggle form's option cache)",
+                     _is_earlier_cache)
     _write_images(pixels, overwrite={folder for folder, ok in fresh.items() if not ok})
     for folder, ok in fresh.items():
         if not ok and seen[folder]:
@@ -332,6 +336,12 @@ def _write_images(pixels: list[tuple[Path, np.ndarray]], overwrite: set[str]) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             Image.fromarray(px, mode="L").save(tmp, format="PNG")
+
+
+def _is_earlier_cache(cache_dir: Path) -> bool:
+    """A cache written before dfer marked its folders: each of its FER+ folders stamped."""
+    present = [f for f in FOLDERS if (cache_dir / f).is_dir()]
+    return bool(present) and all((cache_dir / f / STAMP).is_file() for f in present)
 
 
 def _read_stamp(folder: Path) -> str:

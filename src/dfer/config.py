@@ -32,7 +32,6 @@ import yaml
 
 from dfer.data.table import SPLIT_NAMES, TIES
 from dfer.errors import ConfigError, DfeError
-from dfer.io import single_component
 
 LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
 #: label modes whose training targets are built from one-hot hard labels
@@ -508,8 +507,8 @@ class RunConfig:
         it (``..._dfew-clear-fold1``, ``..._dfew-test_test-afew-val``), as is RDFER's policy for
         noisy clips (``rdfer_resnet18_hard_robust-correct_dfew-fold1``), so two protocols do
         not share a name."""
-        if self.name:  # the run's folder is out_dir/name: never one outside out_dir
-            return single_component(self.name, "name")
+        if self.name:  # one folder name (declared with the field): out_dir/name is inside out_dir
+            return self.name
         src = self.data.source
         mode = self.label_mode
         if mode in MIXING_LABEL_MODES:

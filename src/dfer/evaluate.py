@@ -465,7 +465,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
                     data=DataConfig(source=SourceConfig(kind=kind, root=args.source),
                                     num_frames=1 if stills else bundle.num_frames,
                                     size=bundle.size, num_workers=workers, ties=args.ties or "first"),
-                    optim=OptimConfig(amp=False),
+                    optim=OptimConfig(precision="fp32"),
                     eval=EvalConfig(num_clips=args.num_clips or 1, batch_size=batch_size))
     out = Path(args.out or Path("runs") / cfg.name)
     dropped = [c for c in bundle.classes if c not in {bundle.classes[i] for i in index}]

@@ -13,7 +13,7 @@ import torch
 from dfer.config import load_config
 from dfer.distributed import unwrap
 from dfer.errors import ConfigError, first_line
-from dfer.io import atomic_path, write_text_atomic
+from dfer.io import atomic_path, first_non_finite, is_regular_file, write_text_atomic
 from dfer.models import create_model_for_weights
 
 
@@ -63,15 +63,20 @@ def _damaged(path: Path, e: BaseException, what: str = "is not a readable dfer c
 
 def read_checkpoint(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(state metadata, tensors) of a checkpoint of dfer train; one line naming the file on
-    a truncated, foreign or damaged one. Safetensors holds tensors and strings only: nothing
-    in a checkpoint is ever unpickled."""
+    a truncated, foreign or damaged one, or one whose weights are not all finite.
+    Safetensors holds tensors and strings only: nothing in a checkpoint is ever unpickled."""
     from safetensors.torch import load_file
 
     meta = load_checkpoint_meta(path)
     try:
-        return meta, load_file(str(path))
+        tensors = load_file(str(path))
     except Exception as e:  # SafetensorError on a truncated file, OSError
         raise _damaged(path, e) from None
+    bad = first_non_finite({k: v for k, v in tensors.items() if k.startswith("model.")})
+    if bad is not None:
+        raise ConfigError(f"{path}: weight tensor {bad.removeprefix('model.')} holds NaN or infinite values; the "
+                          f"run diverged or the file is damaged (--restart trains the run again from scratch)")
+    return meta, tensors
 
 
 def load_checkpoint(path: Path, model, optimizer=None, scaler=None, mixer=None, map_location="cpu",
@@ -113,8 +118,13 @@ def _restore(meta: dict, tensors: dict, model, optimizer, scaler, mixer, robust)
 
 
 def load_checkpoint_meta(path: Path) -> dict:
+    """The state metadata of checkpoint ``path``; one line naming the file when it is not a
+    regular file (a FIFO would block the reader for ever), damaged or foreign."""
     from safetensors import safe_open
 
+    if not is_regular_file(path):
+        raise ConfigError(f"{path}: not a regular file; a checkpoint of dfer train is one (--restart trains the "
+                          f"run again from scratch)")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = json.loads((f.metadata() or {})["dfer_state"])
@@ -124,6 +134,36 @@ def load_checkpoint_meta(path: Path) -> dict:
         raise ConfigError(f"{path}: its dfer state is {type(meta).__name__}, not a mapping; it is damaged "
                           f"(--restart trains the run again from scratch)")
     return meta
+
+
+def resume_point(path: Path, meta: dict, epochs: int, steps_per_epoch: int) -> tuple[int, int, float]:
+    """(epoch, step, best validation UAR) to resume from, out of the state ``meta`` of
+    checkpoint ``path``, for a run of ``epochs`` epochs of ``steps_per_epoch`` optimiser steps.
+
+    The state is what dfer train writes after each epoch: ``epoch`` in 1..epochs, ``step``
+    its epochs times the steps of each, ``best`` -1 (none yet) or a UAR in [0, 1],
+    ``finished`` a boolean. Anything else would resume at a wrong place (an epoch beyond
+    the run's ends it unfinished as if finished) and is refused.
+
+    Raises:
+        ConfigError: one line naming the file and the field.
+    """
+    def refuse(field: str, expected: str) -> ConfigError:
+        found = repr(meta[field]) if field in meta else "missing"
+        return ConfigError(f"{path}: its state's {field} is {found:.60}, expected {expected}; it is damaged or not "
+                           f"this run's (--restart trains the run again from scratch)")
+
+    epoch, step, best = meta.get("epoch"), meta.get("step"), meta.get("best", -1.0)
+    if type(epoch) is not int or not 1 <= epoch <= epochs:
+        raise refuse("epoch", f"a whole number of finished epochs, 1..{epochs} (optim.epochs)")
+    if type(step) is not int or step != epoch * steps_per_epoch:
+        raise refuse("step", f"{epoch * steps_per_epoch}: {epoch} epoch(s) of {steps_per_epoch} optimiser steps "
+                             f"(this run's training clips over optim.batch_size)")
+    if type(best) not in (int, float) or not (best == -1 or 0 <= best <= 1):
+        raise refuse("best", "-1 (no validation yet) or a UAR in [0, 1]")
+    if type(meta.get("finished", False)) is not bool:
+        raise refuse("finished", "true or false")
+    return epoch, step, float(best)
 
 
 def mark_finished(path: Path) -> None:

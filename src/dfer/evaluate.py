@@ -38,7 +38,7 @@ from dfer.distributed import autocast_dtype, init_distributed, shutdown
 from dfer.emotions import BASIC7, label_map
 from dfer.errors import ConfigError, DataError, first_line
 from dfer.inference import predict_loader, shard_rows
-from dfer.io import atomic_path, claim_folder, holds, single_component, write_text_atomic
+from dfer.io import atomic_path, claim_folder, holds, shared_folder, single_component, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
 from dfer.preprocess.align import FACE_FRACTION
@@ -368,7 +368,13 @@ def run(args: argparse.Namespace) -> int:
                           "the test clips of its own config")
     if args.num_clips is not None and args.num_clips < 1:
         raise ConfigError(f"--num-clips must be >= 1, got {args.num_clips}")
+    # a run still training is refused: its results would not be final, and it writes where these go
+    with shared_folder(args.run, "dfer evaluate"):
+        return _run_of(args)
 
+
+def _run_of(args: argparse.Namespace) -> int:
+    """``dfer evaluate RUN``: the run's model on its test clips (or ``--source``'s)."""
     from dfer.train import RUN_KIND, is_earlier_run  # train imports this module
 
     model, cfg, classes = load_run(args.run, which=args.checkpoint)

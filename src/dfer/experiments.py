@@ -97,7 +97,7 @@ def fold_finished(run_dir: str | os.PathLike) -> bool:
     if not (run_dir / "results.json").is_file() or not last.is_file():
         return False
     try:
-        return bool(load_checkpoint_meta(last).get("finished"))
+        return load_checkpoint_meta(last).get("finished") is True
     except Exception:  # a truncated file from a killed job: not finished, train() redoes it
         return False
 
@@ -115,23 +115,31 @@ def source_folds(cfg: RunConfig) -> list[int] | None:
     return folds
 
 
+#: the largest fold number a corpus can have (folds are kept as int8)
+MAX_FOLD = 127
+
+
 def parse_folds(spec: str | None) -> list[int] | None:
-    """``"1,2,5"`` or ``"1-3"`` -> [1, 2, 5] / [1, 2, 3]; None -> None (all folds)."""
+    """``"1,2,5"`` or ``"1-3"`` -> [1, 2, 5] / [1, 2, 3]; None -> None (all folds).
+
+    Raises:
+        ConfigError: a part that is not a fold number or an ascending range ``a-b`` (a
+            reversed range such as ``5-3`` would name no fold, and no folds would mean all),
+            or a fold outside 1..:data:`MAX_FOLD`.
+    """
     if spec is None or spec.strip() in ("", "all"):
         return None
     folds: list[int] = []
     for part in spec.split(","):
         part = part.strip()
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                folds.extend(range(int(a), int(b) + 1))
-            else:
-                folds.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--folds {spec!r}: expected fold numbers like 1,2,3 or 1-5, found {part!r}") from None
-    if any(f < 1 for f in folds):
-        raise ConfigError(f"--folds {spec!r}: fold numbers start at 1")
+        a, dash, b = (x.strip() for x in part.partition("-"))
+        if not (a.isascii() and a.isdigit() and (not dash or (b.isascii() and b.isdigit()))):
+            raise ConfigError(f"--folds {spec!r}: expected fold numbers like 1,2,3 or 1-5, found {part!r}")
+        first, last = int(a), int(b) if dash else int(a)
+        if not 1 <= first <= last <= MAX_FOLD:
+            why = "a range goes up (1-5, not 5-1)" if first > last else f"fold numbers start at 1 and go up to {MAX_FOLD}"
+            raise ConfigError(f"--folds {spec!r}: {part!r} names no fold: {why}")
+        folds.extend(range(first, last + 1))
     return sorted(set(folds))
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from dfer.errors import ConfigError, DataError
 
@@ -60,11 +61,7 @@ def exclusive_folder(folder: str | os.PathLike, command: str, kind: str | None =
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        f.seek(0)
-        pid, _, holder = f.read().strip().partition(" ")
-        f.close()
-        raise ConfigError(f"{folder}: another {holder or 'dfer process'} (pid {pid or 'unknown'}) is writing here; "
-                          f"wait for it to end, or write elsewhere") from None
+        raise _held(folder, f, "wait for it to end, or write elsewhere") from None
     try:
         f.seek(0)
         f.truncate()
@@ -83,6 +80,48 @@ def exclusive_folder(folder: str | os.PathLike, command: str, kind: str | None =
 
 
 _HELD: dict[Path, object] = {}  # folder -> its open lock file, for the locks this process holds
+
+
+def _held(folder: Path, f, advice: str) -> ConfigError:
+    """The one line of a folder whose lock another process holds (closes ``f``, the lock
+    file, after reading the holder's pid from it)."""
+    f.seek(0)
+    pid, _, holder = f.read().strip().partition(" ")
+    f.close()
+    return ConfigError(f"{folder}: another {holder or 'dfer process'} (pid {pid or 'unknown'}) is writing here; "
+                       f"{advice}")
+
+
+@contextlib.contextmanager
+def shared_folder(folder: str | os.PathLike, command: str):
+    """Hold a shared lock on ``folder`` while the block runs: for a command that reads what
+    the folder's writer made and writes beside it (``dfer evaluate`` into a run). Such
+    readers share it with each other, never with the writer: while a ``dfer train`` holds
+    the folder (:func:`exclusive_folder`) a reader stops at once with one line naming its
+    pid, and no writer starts while a reader is in the block. A folder that does not exist
+    has no writer (the reader says it is missing)."""
+    import fcntl
+
+    folder = Path(folder)
+    key = folder.resolve()
+    if key in _HELD or not folder.is_dir():
+        yield folder
+        return
+    f = open(folder / LOCK_NAME, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _held(folder, f, f"{command} reads a run once its writer has ended") from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()} {command}\n")  # for the message of a writer that finds it held
+        f.flush()
+        _HELD[key] = f
+        yield folder
+    finally:
+        _HELD.pop(key, None)
+        f.close()  # the pid stays: another reader may still hold the lock
 
 
 def _drop_inherited_locks() -> None:
@@ -231,3 +270,26 @@ def read_bytes(path: str | os.PathLike, what: str = "file", limit: int | None = 
         raise DataError(f"{p}: {what} is larger than {limit / 2**20:.0f} MiB; expected a text file of at most "
                         f"that size (is this the right file?)")
     return data
+
+
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file (links followed; :func:`regular_file` judges):
+    what a reader of a file dfer wrote may open. A FIFO or a device would block the reader
+    or never end."""
+    try:
+        regular_file(path)
+    except (DataError, ValueError):
+        return False
+    return True
+
+
+def first_non_finite(tensors: Mapping[str, Any]) -> str | None:
+    """The name of the first floating-point tensor of ``tensors`` that holds a NaN or an
+    infinity (None when every one is finite): weights read from a file are checked with it
+    before a model is built on them."""
+    import torch
+
+    for name, t in tensors.items():
+        if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None

@@ -21,6 +21,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dfer.checkpoint import load_checkpoint, load_checkpoint_meta, mark_finished, save_checkpoint
+from dfer.checkpoint import load_checkpoint, load_checkpoint_meta, mark_finished, resume_point, save_checkpoint
 from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, dump_config, load_config, saved_config, to_dict
 from dfer.data.check import write_skipped
 from dfer.data.dataset import build_loader, item_seed
@@ -38,10 +39,10 @@ from dfer.data.splits import Splits, build_splits, make_dataset
 from dfer.data.transforms import to_model_input
 from dfer.distributed import (DistInfo, GlobalBatchShardSampler, barrier, init_distributed,
                               mean_across, shutdown, unwrap)
-from dfer.errors import ConfigError
+from dfer.errors import ConfigError, where
 from dfer.evaluate import evaluate_model, predict_table
 from dfer.inference import channels_last
-from dfer.io import atomic_path, exclusive_folder, holds
+from dfer.io import atomic_path, exclusive_folder, holds, is_regular_file
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
 from dfer.mixing import BatchMixer, one_hot
@@ -168,7 +169,7 @@ class _Run:
 def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, restart: bool,
            stop_after_epochs: int | None) -> Path:
     resume_meta = _resume_meta(cfg, run_dir, restart)
-    if resume_meta is not None and resume_meta.get("finished") and (run_dir / "results.json").exists():
+    if resume_meta is not None and resume_meta.get("finished") is True and (run_dir / "results.json").exists():
         if info.is_main:
             print(f"{run_dir}: already finished; nothing to do")
         return run_dir
@@ -282,9 +283,10 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
 
     start_epoch, step, best = 0, 0, -1.0
     last_path = run_dir / "checkpoints" / "last.safetensors"
+    steps_per_epoch = max(1, len(train_set) // cfg.optim.batch_size)
     if resume_meta is not None:
-        meta = load_checkpoint(last_path, model, optimizer, scaler, mixer, robust=robust)
-        start_epoch, step, best = meta["epoch"], meta["step"], meta.get("best", -1.0)
+        start_epoch, step, best = resume_point(last_path, resume_meta, cfg.optim.epochs, steps_per_epoch)
+        load_checkpoint(last_path, model, optimizer, scaler, mixer, robust=robust)
         if info.is_main:
             print(f"{run_dir}: resuming after epoch {start_epoch}")
     if info.is_main:
@@ -295,7 +297,6 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
     loader = build_loader(train_set, cfg.optim.batch_size // info.world_size, shuffle=True,
                           num_workers=cfg.data.num_workers, seed=cfg.seed, epoch=start_epoch, drop_last=True,
                           base=shard)
-    steps_per_epoch = max(1, len(train_set) // cfg.optim.batch_size)
     run = _Run(cfg, info, device, run_dir, splits, model, optimizer, scaler, amp_dtype, mixer, robust, loader,
                steps_per_epoch, steps_per_epoch * cfg.optim.epochs, int(cfg.optim.warmup_epochs * steps_per_epoch),
                config_hash(cfg), _summary_writer(cfg, info, run_dir, step), step, best)
@@ -477,23 +478,61 @@ def _append_metrics(path: Path, row: dict) -> None:
 
 
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop rows of epochs after the checkpoint (written before an interruption)."""
-    if not path.exists():
+    """Drop the rows of epochs after the checkpoint (written before an interruption).
+
+    The rows of the epochs done are kept as they are, so they must be dfer's own: a file
+    that is not (not a regular file, not text, empty, another header, a row that is not the
+    epoch's numbers) is refused in one line naming its line, never replaced. A last line
+    without its line end is an append cut short by a kill, of an epoch not checkpointed.
+    """
+    if not os.path.lexists(path):
         return
-    rows = []
-    with open(path, newline="") as f:
-        for line, r in enumerate(csv.DictReader(f), start=2):
+    header = ",".join(_METRIC_FIELDS)
+    if epochs_done == 0:  # no epoch done: no row to keep
+        with atomic_path(path) as tmp:
+            tmp.write_text(header + "\r\n", encoding="utf-8")
+        return
+
+    def refuse(line: int | None, what: str) -> ConfigError:
+        return ConfigError(f"{where(path, line)}: {what}; the file is damaged (delete it to resume without the "
+                           f"earlier rows, or --restart)")
+
+    if not is_regular_file(path):
+        raise refuse(None, "not a regular file")
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(b"\n"):
+        lines.pop()  # cut short by a kill mid-append: an epoch after the checkpoint
+    if not lines:
+        raise refuse(None, f"{'empty' if not data else 'holds no whole line'}, but the checkpoint is after epoch "
+                           f"{epochs_done}, whose rows it held")
+    kept = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise refuse(number, "not UTF-8 text") from None
+        cells = next(csv.reader([text.rstrip("\r\n")]), [])
+        if number == 1:
+            if cells != _METRIC_FIELDS:
+                raise refuse(1, f"the header is {text.strip()!r:.80}, expected {header!r}")
+            continue
+        if len(cells) != len(_METRIC_FIELDS):
+            raise refuse(number, f"{len(cells)} cells, expected {len(_METRIC_FIELDS)} ({header})")
+        try:
+            epoch = int(cells[0])
+        except ValueError:
+            raise refuse(number, f"epoch {cells[0]!r:.40} is not an integer") from None
+        for name, cell in zip(_METRIC_FIELDS[1:], cells[1:]):
             try:
-                epoch = int(r.get("epoch") or "")
+                float(cell or 0)
             except ValueError:
-                raise ConfigError(f"{path}:{line}: epoch {r.get('epoch')!r} is not an integer; the file is damaged "
-                                  f"(delete it to resume without the earlier rows, or --restart)") from None
-            if epoch <= epochs_done:
-                rows.append(r)
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=_METRIC_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+                raise refuse(number, f"{name} {cell!r:.40} is not a number") from None
+        if epoch <= epochs_done:
+            kept.append(raw)
+    if len(kept) != len(lines) - 1 or len(lines) != len(data.splitlines()):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(lines[0] + b"".join(kept))
 
 
 # ---------------------------------------------------------------------- CLI

@@ -10,7 +10,8 @@ a whole clip to keep 8 frames wastes most of the loader's time. So:
   caller's ``size_hint`` is that much smaller than the stored frame. An 8-bit grey or RGB
   PNG (FER+'s faces) is decoded by OpenCV's libpng, again the same pixels in a fraction of
   PIL's time. Everything else (other PNGs, CMYK JPEG, other formats, damaged files) goes to
-  PIL, which decodes it or names what is wrong;
+  PIL, which decodes it or names what is wrong; 16 bits per channel become 8 (the high
+  byte), grey or colour alike, and 32-bit or floating-point images are refused by name;
 - video files (PyAV): a packet-level index (presentation timestamps and keyframes, read by
   demuxing without decoding, cached per file) turns frame numbers into timestamps, so the
   reader seeks to the keyframe before the first wanted frame, decodes forward and stops
@@ -150,10 +151,24 @@ def _decode_pil(data: bytes, path: str, size_hint: int | None) -> np.ndarray:
                 if f > 1:
                     img.draft("RGB", (img.width // f, img.height // f))
             img.load()  # the decode, where truncated data surfaces
+            if img.mode.startswith("I;16"):
+                return _grey16_to_rgb(img)
+            if img.mode in ("I", "F"):  # no range to scale from: 32-bit integers or floats
+                raise DataError(f"{path}: a {'32-bit integer' if img.mode == 'I' else 'floating-point'} image "
+                                f"(PIL mode {img.mode}); dfer reads 8- and 16-bit images: save it with 8 or 16 "
+                                f"bits per channel")
             # an RGB image is read as it is: convert("RGB") would copy it once more
             return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: cannot decode image ({exc})") from None
+
+
+def _grey16_to_rgb(img: Image.Image) -> np.ndarray:
+    """A 16-bit grey image (PIL mode ``I;16*``) -> uint8 (H, W, 3): each sample's high byte,
+    as PIL and libpng read a 16-bit colour image (PIL's own ``convert`` clips 16-bit grey at
+    255 instead, which turns most of a face white)."""
+    grey = np.asarray(img).astype(np.uint16, copy=False) >> 8
+    return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=2)
 
 
 def _decode_image(data: bytes, path: str, size_hint: int | None, shape: tuple[int, int] | None,

@@ -215,9 +215,11 @@ class ClipTable:
         v = self.votes[has]
         if v.size:
             partial_nan = np.isnan(v).any(axis=1)
+            infinite = np.isinf(v).any(axis=1)
             neg = (v < 0).any(axis=1)
-            zero = np.nan_to_num(v).sum(axis=1) <= 0
-            for mask, what in ((partial_nan, "NaN votes"), (neg, "negative votes"), (zero, "votes that are all zero")):
+            zero = np.nan_to_num(v, posinf=0.0).sum(axis=1, dtype=np.float64) <= 0
+            for mask, what in ((partial_nan, "NaN votes"), (infinite, "infinite votes"), (neg, "negative votes"),
+                               (zero, "votes that are all zero")):
                 if mask.any():
                     ids = self.clip_id[has][mask][:5]
                     raise DataError(f"{self.name}: {int(mask.sum())} clip(s) have {what}, e.g. {_ids(ids)}")
@@ -272,7 +274,7 @@ class ClipTable:
         n, C = len(self), self.num_classes
         out = np.zeros((n, C), np.float32)
         has = self.has_votes
-        v = self.votes[has]
+        v = self.votes[has].astype(np.float64)  # a float32 sum of large counts would overflow to inf
         out[has] = v / v.sum(axis=1, keepdims=True)
         rest = ~has
         if rest.any():

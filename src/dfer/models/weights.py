@@ -33,6 +33,7 @@ from torch import nn
 from torchvision.models import WeightsEnum
 
 from dfer.errors import ConfigError
+from dfer.io import first_non_finite, is_regular_file
 from dfer.pretrained import read_pretrained
 
 Pretrained = bool | str | os.PathLike
@@ -89,8 +90,9 @@ def read_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ConfigError: the file is missing, unreadable, or holds no state dict.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: pretrained weights file not found")
+    if not is_regular_file(path):
+        raise ConfigError(f"{path}: pretrained weights file not found" if not path.exists() else
+                          f"{path}: pretrained weights must be a regular file")
     state: Any = _read(path)
     for key in _CONTAINER_KEYS:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
@@ -98,6 +100,9 @@ def read_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             break
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(f"{path}: expected a state dict (parameter name -> tensor), found {type(state).__name__}")
+    bad = first_non_finite(state)
+    if bad is not None:
+        raise ConfigError(f"{path}: weight tensor {bad} holds NaN or infinite values; replace the file")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 

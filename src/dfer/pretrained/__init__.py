@@ -25,13 +25,16 @@ it, :mod:`dfer.pretrained.export` writes a new one from a finished run
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dfer.errors import ConfigError
+from dfer.emotions import canonical
+from dfer.errors import ConfigError, DfeError
+from dfer.io import first_non_finite, is_regular_file
 
 __all__ = ["NAME", "weights_path", "read_pretrained", "pretrained_info"]
 
@@ -57,20 +60,79 @@ def read_pretrained(path: str | os.PathLike | None = None) -> tuple[dict[str, to
     from safetensors import SafetensorError, safe_open
 
     path = Path(path) if path is not None else weights_path()
-    if not path.is_file():
-        raise ConfigError(f"the FER+ model that ships with dfer is missing ({path} not found); {_REINSTALL}")
+    if not is_regular_file(path):
+        what = "is not a regular file" if os.path.lexists(path) else "not found"
+        raise ConfigError(f"the FER+ model that ships with dfer is missing ({path} {what}); {_REINSTALL}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = json.loads((f.metadata() or {})[_META_KEY])
+            meta = _checked_meta(json.loads((f.metadata() or {})[_META_KEY]))
             state = {k: _widen(f.get_tensor(k)) for k in f.keys()}
-        for key in ("model", "classes", "size", "grey", "face_crop", "mean", "std"):
-            meta[key]  # noqa: B018 - a KeyError names what is missing
-        if not 0 < float(meta["face_crop"]) <= 1:
-            raise ValueError(f"face_crop {meta['face_crop']!r} is not a fraction in (0, 1]")
+        bad = first_non_finite(state)
+        if bad is not None:
+            raise ValueError(f"weight tensor {bad} holds NaN or infinite values")
     except (SafetensorError, OSError, ValueError, KeyError, TypeError) as e:
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
-        raise ConfigError(f"the FER+ model that ships with dfer is damaged ({path}: {reason}); {_REINSTALL}") from None
+        raise damaged(path, e) from None
     return state, meta
+
+
+def damaged(path: Path, e: BaseException) -> ConfigError:
+    """The one line of a shipped file that does not read as one: the file, what is wrong, how
+    to reinstall."""
+    reason = " ".join(str(e).split())[:200] or type(e).__name__
+    return ConfigError(f"the FER+ model that ships with dfer is damaged ({path}: {reason}); {_REINSTALL}")
+
+
+#: the input sides a shipped model may ask for (its faces are upsampled to it)
+SIZES = range(8, 1025)
+#: frames per window ``dfer predict`` may sample for it
+NUM_FRAMES = range(1, 257)
+
+
+def _checked_meta(meta: Any) -> dict[str, Any]:
+    """The metadata of a shipped file (see the module docstring), every field of the type and
+    range dfer reads it with; ValueError/KeyError naming the field otherwise. The lengths of
+    ``mean`` and ``std`` are checked against the model's input channels when it is built
+    (:func:`dfer.pretrained.model.build_model`)."""
+    def number(x) -> bool:
+        return type(x) in (int, float) and math.isfinite(x)
+
+    def numbers(x) -> bool:
+        return isinstance(x, list) and len(x) > 0 and all(number(v) for v in x)
+
+    if not isinstance(meta, dict):
+        raise ValueError(f"its {_META_KEY} metadata is {type(meta).__name__}, not a mapping")
+    for key in ("model", "classes", "size", "grey", "face_crop", "mean", "std"):
+        meta[key]  # noqa: B018 - a KeyError names what is missing
+    classes = meta["classes"]
+    checks = (
+        ("model", isinstance(meta["model"], str) and meta["model"], "a model name"),
+        ("kwargs", isinstance(meta.get("kwargs", {}), dict) and all(isinstance(k, str) for k in meta.get("kwargs", {})),
+         "a mapping of the model's options"),
+        ("classes", isinstance(classes, list) and len(classes) >= 2 and all(_emotion(c) for c in classes)
+         and len(set(classes)) == len(classes), "a list of two or more distinct emotion names"),
+        ("size", type(meta["size"]) is int and meta["size"] in SIZES, f"a whole number of pixels, {SIZES.start}.."
+                                                                       f"{SIZES.stop - 1}"),
+        ("num_frames", type(meta.get("num_frames", 1)) is int and meta.get("num_frames", 1) in NUM_FRAMES,
+         f"a whole number of frames, {NUM_FRAMES.start}..{NUM_FRAMES.stop - 1}"),
+        ("grey", type(meta["grey"]) is bool, "true or false"),
+        ("face_crop", number(meta["face_crop"]) and 0 < meta["face_crop"] <= 1, "a fraction in (0, 1]"),
+        ("mean", numbers(meta["mean"]) and all(0 <= v <= 1 for v in meta["mean"]),
+         "a list of per-channel means in [0, 1]"),
+        ("std", numbers(meta["std"]) and all(v > 0 for v in meta["std"]), "a list of positive per-channel stds"),
+        ("metrics", isinstance(meta.get("metrics", {}), dict), "a mapping"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            raise ValueError(f"{key} {meta.get(key)!r:.60} is not {expected}")
+    return meta
+
+
+def _emotion(name: Any) -> bool:
+    """Whether ``name`` is a canonical emotion name (``happy``, not ``Happiness``)."""
+    try:
+        return isinstance(name, str) and canonical(name) == name
+    except DfeError:
+        return False
 
 
 def _widen(t: torch.Tensor) -> torch.Tensor:
@@ -84,7 +146,9 @@ def pretrained_info(path: str | os.PathLike | None = None) -> dict[str, Any]:
 
     path = Path(path) if path is not None else weights_path()
     try:
+        if not is_regular_file(path):
+            raise OSError(f"{path} is not a regular file")
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return json.loads((f.metadata() or {})[_META_KEY])
+            return _checked_meta(json.loads((f.metadata() or {})[_META_KEY]))
     except (SafetensorError, OSError, ValueError, KeyError, TypeError):
         return read_pretrained(path)[1]  # raises the one-line message of a broken install

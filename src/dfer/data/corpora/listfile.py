@@ -215,6 +215,9 @@ def load_dfew_lists(folder_or_pattern: str | os.PathLike, *, check_train: bool =
 
 
 # ---------------------------------------------------------------------------- helpers
+_MAX_FRAMES = 2**31 - 1
+
+
 def _parse(path: Path, num_classes: int) -> list[tuple[int, str, int, int]]:
     """(line number, path as written, num_frames, label) for each non-blank line."""
     rows = []
@@ -236,8 +239,9 @@ def _parse(path: Path, num_classes: int) -> list[tuple[int, str, int, int]]:
             n = int(n)
         except ValueError:
             raise DataError(f"{loc}: frame count {n!r} is not an integer") from None
-        if n < 0:
-            raise DataError(f"{loc}: frame count {n} is negative")
+        if not 0 <= n <= _MAX_FRAMES:  # the table keeps counts as int32: a larger one would wrap
+            raise DataError(f"{loc}: frame count {n} is {'negative' if n < 0 else 'beyond any clip'}; "
+                            f"expected 0..{_MAX_FRAMES}")
         try:
             lab = int(lab)
         except ValueError:

@@ -61,7 +61,7 @@ def parse_votes(raw: RawColumns, names: list[str]) -> np.ndarray:
         (empty.any(axis=1) & ~allempty, f"some vote cells are empty; fill all of {names} or leave them all empty"),
         (~finite.all(axis=1), "a vote is NaN or infinite; votes must be finite numbers >= 0"),
         ((votes < 0).any(axis=1), "a vote is negative; votes must be numbers >= 0"),
-        (~allempty & (np.where(finite, votes, 1).sum(axis=1) <= 0),
+        (~allempty & (np.where(finite, votes, 1).sum(axis=1, dtype=np.float64) <= 0),
          "votes are all zero; a clip with votes needs a positive sum (leave the cells empty for no votes)"),
     )
     for mask, msg in checks:

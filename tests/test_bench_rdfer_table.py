@@ -98,6 +98,7 @@ def _finished_run(bench, tmp_path, a, chash: str | None = None) -> Path:
     cfg = from_dict(RunConfig, bench.run_config(tmp_path, tmp_path / "runs", name, "rdfer_resnet18", "hard", True, a))
     run = tmp_path / "runs" / name
     (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("{}\n")  # train writes its config first
     state = {"epoch": 30, "config_hash": chash or config_hash(cfg), "finished": True}
     save_file({"x": torch.zeros(1)}, str(run / "checkpoints" / "last.safetensors"),
               metadata={"dfer_state": json.dumps(state)})

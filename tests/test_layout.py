@@ -11,7 +11,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 # imported inside functions on purpose: matplotlib, OpenCV and RetinaFace load only when a
 # plot is drawn or a face detected, so `dfer train` and `dfer --help` never pay for them
-LAZY = {"dfer.plots", "dfer.preprocess.detect", "dfer.preprocess.track"}
+# heavy to import (matplotlib, the detector, torch's models): imported where used, so that
+# reading a config or printing --help stays quick
+LAZY = {"dfer.plots", "dfer.preprocess.detect", "dfer.preprocess.track", "dfer.models"}
 LAZY_IN = {"dfer.cli"}  # the command line imports each command's module when it runs
 
 

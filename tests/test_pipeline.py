@@ -131,7 +131,7 @@ def test_label_from_parent(batch_src, tmp_path, capsys):
     (["{tmp}/missing", "{tmp}/out"], "missing: source folder not found"),
     (["{src}", "{src}/aligned"], "is inside SRC"),
     (["{src}", "{tmp}/out", "--detect-every", "0"], "--detect-every must be >= 1, got 0"),
-    (["{src}", "{tmp}/out", "--workers", "0"], "--workers and --threads must be >= 1"),
+    (["{src}", "{tmp}/out", "--workers", "0"], "--workers must be >= 1, got 0"),
     (["{tmp}", "{tmp}/../elsewhere_out"], "no videos found"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, batch_src, tmp_path, capsys):

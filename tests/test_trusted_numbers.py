@@ -379,3 +379,26 @@ def test_while_evaluate_reads_a_run_no_train_starts_in_it_and_readers_share(tmp_
         assert proc.returncode != 0 and "another dfer evaluate (pid " in proc.stderr
     with exclusive_folder(run, "dfer train"):  # the reader gone, the writer gets it
         pass
+
+
+class _Payload:
+    """A pickle that would run code when unpickled: it creates the file it names."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pth_state_dict_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    import pickle
+
+    from dfer.models.weights import read_state_dict_file
+
+    marker = tmp_path / "ran"
+    weights = tmp_path / "evil.pth"
+    weights.write_bytes(pickle.dumps({"conv.weight": _Payload(marker)}))
+    with pytest.raises(ConfigError, match=r"evil.pth: cannot read weights"):
+        read_state_dict_file(weights)
+    assert not marker.exists()

@@ -30,7 +30,9 @@ from typing import Any
 
 import yaml
 
+from dfer.data.corpora.registry import check_options
 from dfer.data.table import SPLIT_NAMES, TIES
+from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DfeError
 
 LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
@@ -214,8 +216,6 @@ class SourceConfig:
     val_split: str | None = None
 
     def check(self, where: str) -> None:
-        from dfer.data.corpora.registry import check_options
-
         check_options(self.kind, self.options, f"{where}kind", f"{where}options")
         _split_names(where, self, ("train_split", "test_split", "val_split"))
 
@@ -271,8 +271,6 @@ class DataConfig:
     check_disk: bool = True
 
     def check(self, where: str) -> None:
-        from dfer.emotions import resolve_classes
-
         if not self.scales:
             raise ConfigError(f"{where}scales must be fractions in (0, 1], got []")
         try:

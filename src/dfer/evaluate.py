@@ -43,6 +43,7 @@ from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise,
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
 from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.pipeline import recorded_preprocessing
+from dfer.rundir import RUN_KIND, is_earlier_run
 
 
 @torch.no_grad()
@@ -368,6 +369,8 @@ def run(args: argparse.Namespace) -> int:
                           "the test clips of its own config")
     if args.num_clips is not None and args.num_clips < 1:
         raise ConfigError(f"--num-clips must be >= 1, got {args.num_clips}")
+    # a folder not dfer's is refused before anything (the lock) is written into it
+    claim_folder(args.run, RUN_KIND, "dfer evaluate", is_earlier_run, create=False)
     # a run still training is refused: its results would not be final, and it writes where these go
     with shared_folder(args.run, "dfer evaluate"):
         return _run_of(args)
@@ -375,8 +378,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_of(args: argparse.Namespace) -> int:
     """``dfer evaluate RUN``: the run's model on its test clips (or ``--source``'s)."""
-    from dfer.train import RUN_KIND, is_earlier_run  # train imports this module
-
     model, cfg, classes = load_run(args.run, which=args.checkpoint)
     info, device = init_distributed(args.device)  # under torchrun the clips are sharded over the ranks
     # results go into the run's folder: one of dfer's runs (every rank checks, the main one marks)

@@ -44,7 +44,8 @@ from dfer.errors import ConfigError, DataError
 from dfer.evaluate import _write_json, read_results
 from dfer.io import atomic_path, claim_folder, exclusive_folder, holds, write_text_atomic
 from dfer.metrics import reliability_curve
-from dfer.train import RUN_KIND, is_earlier_run, train
+from dfer.rundir import RUN_KIND, is_earlier_run
+from dfer.train import train
 
 MANIFEST = "cv.json"
 #: the kind of folder (:func:`dfer.io.claim_folder`) of a cross-validation

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from dfer.errors import ConfigError, DataError
+from dfer.inference import channels_last
 from dfer.io import write_text_atomic
 
 #: bf16 must take at most this share of fp32's time per step for ``auto`` to choose it
@@ -103,8 +104,6 @@ def step_seconds(model: torch.nn.Module, shape: tuple[int, ...], num_classes: in
 def measure_cpu(model: torch.nn.Module, shape: tuple[int, ...], num_classes: int) -> Precision:
     """``auto`` on the CPU: time fp32 and bf16 + channels-last on copies of ``model`` and
     keep the faster (bf16 only if at most :data:`MIN_GAIN` of fp32's time)."""
-    from dfer.inference import channels_last
-
     with torch.random.fork_rng(devices=[]):  # dropout draws here leave the run's stream alone
         fp32 = step_seconds(copy.deepcopy(model).train(), shape, num_classes, None)
         bf16 = step_seconds(channels_last(copy.deepcopy(model)).train(), shape, num_classes, torch.bfloat16,

@@ -42,7 +42,7 @@ from dfer.distributed import (DistInfo, GlobalBatchShardSampler, barrier, init_d
 from dfer.errors import ConfigError, where
 from dfer.evaluate import evaluate_model, predict_table
 from dfer.inference import channels_last
-from dfer.io import atomic_path, exclusive_folder, holds, is_regular_file
+from dfer.io import atomic_path, exclusive_folder, is_regular_file
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
 from dfer.mixing import BatchMixer, one_hot
@@ -50,6 +50,7 @@ from dfer.precision import Precision, choose_precision, read_record, write_recor
 from dfer.models import create_model
 from dfer.models.weights import load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
+from dfer.rundir import RUN_KIND, is_earlier_run
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0, schedule: str = "cosine") -> float:
@@ -118,18 +119,6 @@ def train(cfg: RunConfig, *, run_dir: Path | None = None, restart: bool = False,
           else contextlib.nullcontext()):
         barrier(info)
         return _train(cfg, info, device, run_dir, restart, stop_after_epochs)
-
-
-#: the kind of folder (:func:`dfer.io.claim_folder`) of a run directory
-RUN_KIND = "run"
-
-
-def is_earlier_run(folder: Path) -> bool:
-    """A run directory written before dfer marked its folders: its config beside a
-    checkpoint, or, killed before its first epoch ended, beside its classes and the disk
-    check's cache. A user's config.yaml alone is not a run."""
-    return holds(folder, "config.yaml", "checkpoints/*.safetensors") or \
-        holds(folder, "config.yaml", "classes.json", "cache/check-*.npz")
 
 
 @dataclass

@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from dfer.data.corpora.ferplus import load_ferplus
     from dfer.errors import DfeError
-    from dfer.predict import ALIGN_SIZE, PredictConfig, input_transform, load_pretrained
+    from dfer.predict import ALIGN_SIZE, PredictConfig, input_transform, load_pretrained, make_detector
     from dfer.preprocess.align import canonical_template, similarity_transform
-    from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
     from dfer.preprocess.track import TrackConfig, faces_from_frames
 
     torch.set_num_threads(a.threads)
@@ -114,9 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     transforms = {c: input_transform(dataclasses.replace(bundle, face_crop=c)) for c in a.crops}
     # predict's detector and face path, as `dfer predict` builds them for a still image
     pc = PredictConfig(threads=a.threads)
-    detector = RetinaFaceDetector(DetectorConfig(max_side=pc.max_side, score_threshold=pc.score_threshold,
-                                                 num_threads=pc.threads))
-    tcfg = TrackConfig(detect_every=1, smooth_window=pc.smooth_window, size=ALIGN_SIZE)
+    detector = make_detector(pc)
+    tcfg = TrackConfig.of_face(pc, detect_every=1, size=ALIGN_SIZE)
     template = canonical_template(ALIGN_SIZE, tcfg.face_fraction)
 
     t0 = time.perf_counter()

@@ -156,8 +156,9 @@ def compare(args: argparse.Namespace) -> dict:
     """This tree against ``args.against``, alternating (the order swapped every round), one
     process per measurement."""
     trees = {"this": ROOT / "src", "against": args.against.resolve() / "src"}
-    if not (trees["against"] / "dfer" / "predict.py").is_file():
-        raise SystemExit(f"{args.against}: not a dfer checkout (no src/dfer/predict.py)")
+    predict = trees["against"] / "dfer" / "predict"
+    if not (predict.with_suffix(".py").is_file() or (predict / "__init__.py").is_file()):
+        raise SystemExit(f"{args.against}: not a dfer checkout (no src/dfer/predict)")
     runs: dict[str, list[dict]] = {"this": [], "against": []}
     for r in range(args.rounds):
         for tree in (("this", "against") if r % 2 == 0 else ("against", "this")):

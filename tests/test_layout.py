@@ -1,6 +1,7 @@
 """The shape of the source tree: no import circle among dfer's modules (imports inside
 functions counted), dfer's own imports at the top of each file except the few that are
-lazy on purpose, and no function a reader would have to scroll through."""
+lazy on purpose, no function a reader would have to scroll through, and no module longer
+than a sitting's read without the reason at its top."""
 
 from __future__ import annotations
 
@@ -91,3 +92,20 @@ def test_no_function_is_longer_than_a_screen_without_a_reason():
                 if length > 70 and f.name not in allowed:
                     long.append(f"{name}.{f.name} ({length} lines)")
     assert not long, long
+
+
+#: a module longer than this says why at its top, in its docstring's first paragraph
+MAX_MODULE_LINES = 500
+LONG_MODULE_REASON = "Kept as one module:"
+
+
+def test_no_module_is_longer_than_500_lines_without_a_reason():
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        text = path.read_text()
+        lines = len(text.splitlines())
+        first_paragraph = (ast.get_docstring(ast.parse(text)) or "").split("\n\n")[0]
+        if lines > MAX_MODULE_LINES and LONG_MODULE_REASON not in first_paragraph:
+            long.append(f"{path.relative_to(SRC)} ({lines} lines)")
+    assert not long, (f"split these along their concepts, or say why they are one module "
+                      f"('{LONG_MODULE_REASON} ...' in the docstring's first paragraph): {long}")

@@ -23,10 +23,10 @@ import torch
 from conftest import write_random_run
 from dfer.cli import main
 from dfer.errors import ConfigError, DataError
-from dfer.predict import (
-    ModelBundle, PredictConfig, _classify_windows, _output_names, _Timer, no_face_spans, plan_windows,
-    timeline_steps, window_length,
-)
+from dfer.predict import ModelBundle, PredictConfig, no_face_spans, plan_windows, timeline_steps, window_length
+from dfer.predict.classify import _classify_windows
+from dfer.predict.outputs import _output_names
+from dfer.predict.timing import _Timer
 
 
 @pytest.fixture(autouse=True)

@@ -188,7 +188,7 @@ def test_windows_sample_only_frames_with_a_face():
 
 
 def test_predict_never_feeds_the_black_lead_in_to_the_model(bundle, monkeypatch):
-    import dfer.predict as predict_module
+    import dfer.predict.report as predict_module
 
     fed = []
     real = predict_module._classify_windows

@@ -1,4 +1,6 @@
 """Run configuration: dataclasses, their YAML form, and command-line overrides.
+Kept as one module: every setting of a run is declared here beside the others, and read
+and checked by the same code.
 
 A YAML recipe is only the serialised form of :class:`RunConfig`; overrides given on the
 command line (``optim.lr=0.01 data.fold=3``) go through the same path, so a value means
@@ -74,8 +76,8 @@ class Accepts:
     """The values one setting accepts; :func:`setting` declares it beside the field.
 
     Attributes:
-        range: an interval of numbers, ``"[0, 1)"``, ``"(0, inf)"``; a list setting
-            applies it to each item.
+        range: an interval of numbers, ``"[0, 1)"``, ``"(0, inf)"``, or a tuple of them (a
+            value inside any one is accepted); a list setting applies it to each item.
         choices: the values allowed (None is allowed too where the annotation allows it).
         pattern: a regular expression the whole text must match.
         limit: the largest sane value (see :data:`MAX_SIZE` ...), beyond the range where
@@ -83,7 +85,7 @@ class Accepts:
         expect: how the error states what is accepted, where the above do not say it well.
     """
 
-    range: str | None = None
+    range: str | tuple[str, ...] | None = None
     choices: tuple | None = None
     pattern: str | None = None
     limit: float | None = None
@@ -99,9 +101,11 @@ class Accepts:
         if self.pattern is not None and not (isinstance(value, str) and re.fullmatch(self.pattern, value)):
             self._refuse(name, value, f"text matching {self.pattern}")
         if self.range is not None:
+            intervals = (self.range,) if isinstance(self.range, str) else self.range
             for v in items:
-                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not _inside(v, self.range):
-                    self._refuse(name, value, _describe(self.range))
+                if (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                        or not any(_inside(v, interval) for interval in intervals)):
+                    self._refuse(name, value, _either([_describe(interval) for interval in intervals]))
         if self.limit is not None and any(isinstance(v, numbers.Real) and v > self.limit for v in items):
             raise ConfigError(f"{name} must be at most {self.limit:g}, got {value!r}: a larger value cannot fit in "
                               f"memory or is a typo")
@@ -110,9 +114,19 @@ class Accepts:
         raise ConfigError(f"{name} must be {self.expect or what}, got {value!r}")
 
 
-def setting(default: Any = MISSING, *, factory: Any = MISSING, **accepts: Any) -> Any:
-    """A dataclass field with what it accepts: ``lr: float = setting(0.02, range="(0, inf)", limit=MAX_LR)``."""
-    return field(default=default, default_factory=factory, metadata={"accepts": Accepts(**accepts)})
+def setting(default: Any = MISSING, *, factory: Any = MISSING, option: str | None = None, **accepts: Any) -> Any:
+    """A dataclass field with what it accepts: ``lr: float = setting(0.02, range="(0, inf)", limit=MAX_LR)``.
+
+    ``option`` names a command's setting on the command line where the name is not the
+    field's own with dashes (``smooth_window`` is ``--smooth``); see :func:`check_settings`."""
+    metadata = {"accepts": Accepts(**accepts), **({"option": option} if option else {})}
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
+def option_name(f: dataclasses.Field) -> str:
+    """The command-line option of a command's setting: its declared ``option``, else
+    ``--`` and the field's name with dashes."""
+    return f.metadata.get("option") or "--" + f.name.replace("_", "-")
 
 
 def _bounds(interval: str) -> tuple[float, float, bool, bool, str, str]:
@@ -142,20 +156,23 @@ def _either(words: list[str]) -> str:
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
-def check_settings(cfg: Any, where: str = "") -> Any:
+def check_settings(cfg: Any, where: str = "", *, options: bool = False) -> Any:
     """Check every declared setting of dataclass ``cfg`` and of the sections in it, then the
     rules of each class that holds a ``check(where)`` (inner sections first); return ``cfg``.
 
+    ``options``: ``cfg`` holds a command's settings, each named by its command-line option
+    (:func:`option_name`: ``--detect-every``) rather than by its dotted path.
+
     Raises:
-        ConfigError: the first setting not accepted, named by its dotted path.
+        ConfigError: the first setting not accepted, named by its dotted path (or option).
     """
     for f in fields(cfg):
-        value, name = getattr(cfg, f.name), f"{where}{f.name}"
+        value, name = getattr(cfg, f.name), option_name(f) if options else f"{where}{f.name}"
         if dataclasses.is_dataclass(value):
-            check_settings(value, f"{name}.")
+            check_settings(value, f"{name}.", options=options)
         elif isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
             for i, v in enumerate(value):
-                check_settings(v, f"{name}[{i}].")
+                check_settings(v, f"{name}[{i}].", options=options)
         elif "accepts" in f.metadata:
             f.metadata["accepts"].check(name, value)
     rules = getattr(cfg, "check", None)

@@ -1,4 +1,6 @@
 """Evaluation metrics: UAR / WAR from a confusion matrix, divergences to the votes, calibration.
+Kept as one module: the metrics share one check of their inputs, and :func:`summarise`
+reports them together.
 
 The MIDAS paper (Sec. 4.3, Table 1) reports, per cross-validation fold,
 

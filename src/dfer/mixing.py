@@ -1,4 +1,6 @@
 """MIDAS: mixing whole clips and their soft labels, on the device, in training only.
+Kept as one module: the sampling of λ and partners, the mixing of clips and targets and
+the batch mixer that ties them are one method, read together against the paper.
 
 Implements section 3.1 of Kawamura et al., *MIDAS: Mixing Ambiguous Data with Soft Labels
 for Dynamic Facial Expression Recognition* (WACV 2024). For two distinct clips i and

@@ -1,4 +1,6 @@
 """The training loop: one process, or several with torch.distributed (DDP via torchrun).
+Kept as one module: the loop with its resume, checkpoint and metrics-file rules, read top
+to bottom.
 
 Label modes (MIDAS paper, Tables 2 and 3): ``hard`` (one-hot majority label), ``soft``
 (annotator vote distribution), ``midas`` (soft labels mixed with eq. (1)-(3)),

@@ -25,7 +25,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["ARCFACE_TEMPLATE_112", "canonical_template", "similarity_transform", "align_face"]
+from dfer.preprocess.face import ALIGN_SIZE
+
+__all__ = ["ARCFACE_TEMPLATE_112", "FACE_FRACTION", "canonical_template", "similarity_transform", "align_face"]
 
 #: ArcFace 5-point template on a 112x112 crop, float32 (5, 2), order as in detect.Detections
 ARCFACE_TEMPLATE_112 = np.array(
@@ -39,7 +41,7 @@ ARCFACE_TEMPLATE_112 = np.array(
 FACE_FRACTION = 0.7
 
 
-def canonical_template(size: int = 256, face_fraction: float = FACE_FRACTION) -> np.ndarray:
+def canonical_template(size: int = ALIGN_SIZE, face_fraction: float = FACE_FRACTION) -> np.ndarray:
     """The template scaled to a ``size`` x ``size`` crop.
 
     Args:

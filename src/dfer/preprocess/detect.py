@@ -34,9 +34,9 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from dfer.errors import ConfigError
+from dfer.preprocess.face import FaceConfig
 
-__all__ = ["Detections", "FaceDetector", "DetectorConfig", "RetinaFaceDetector", "create_detector"]
+__all__ = ["Detections", "FaceDetector", "DetectorConfig", "RetinaFaceDetector", "detector_for"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,8 @@ class FaceDetector(Protocol):
 
 @dataclass
 class DetectorConfig:
-    """Settings of the default RetinaFace detector.
+    """Settings of the default RetinaFace detector (the commands make it from their
+    :class:`dfer.preprocess.face.FaceConfig`, :func:`detector_for`).
 
     Attributes:
         max_side: the image is shrunk (never enlarged) so its longest side is at most this
@@ -85,8 +86,8 @@ class DetectorConfig:
         num_threads: onnxruntime intra-op threads; keep (workers x threads) <= cores.
     """
 
-    max_side: int = 480
-    score_threshold: float = 0.9
+    max_side: int = FaceConfig.max_side
+    score_threshold: float = FaceConfig.score_threshold
     nms_threshold: float = 0.4
     num_threads: int = 1
 
@@ -173,13 +174,9 @@ class RetinaFaceDetector:
         )
 
 
-def create_detector(name: str = "retinaface", **kwargs) -> FaceDetector:
-    """Build a detector by name (only ``"retinaface"`` for now).
-
-    Args:
-        name: backend name.
-        **kwargs: fields of :class:`DetectorConfig`.
-    """
-    if name != "retinaface":
-        raise ConfigError(f"unknown face detector {name!r}; expected one of ['retinaface']")
-    return RetinaFaceDetector(DetectorConfig(**kwargs))
+def detector_for(face: FaceConfig, threads: int) -> RetinaFaceDetector:
+    """The face detector of ``dfer preprocess`` and ``dfer predict``: RetinaFace at ``face``'s
+    resolution and score threshold, on ``threads`` onnxruntime threads. Make it once per
+    process and reuse it."""
+    return RetinaFaceDetector(DetectorConfig(max_side=face.max_side, score_threshold=face.score_threshold,
+                                             num_threads=threads))

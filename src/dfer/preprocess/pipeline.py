@@ -1,4 +1,6 @@
 """``dfer preprocess SRC OUT``: raw videos -> aligned face frame folders + a manifest.
+Kept as one module: its robustness contract (below) ties the planning, the commit of each
+video and the batch together.
 
 The paper's pipeline (MIDAS, Sec. 4.1) starts from raw clips: detect the face, align its
 landmarks with an affine transform, then sample frames. This command does the first two
@@ -50,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.config import MAX_SIZE, MAX_THREADS, arg
+from dfer.config import MAX_SIZE, MAX_THREADS, arg, check_settings, setting
 from dfer.data.corpora.registry import KINDS, load_source, option_values
 from dfer.data.table import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, ClipKind, ClipTable
 from dfer.emotions import canonical
@@ -58,6 +60,7 @@ from dfer.errors import ConfigError, DataError, DfeError
 from dfer.io import (LOCK_NAME, MARK_NAME, atomic_path, exclusive_folder, holds, regular_file, single_component,
                      write_text_atomic)
 from dfer.preprocess.align import FACE_FRACTION
+from dfer.preprocess.face import ALIGN_SIZE, FaceConfig, add_face_options, face_options
 from dfer.preprocess.video import iter_frames, probe_video
 
 __all__ = ["PreprocessConfig", "VideoJob", "find_videos", "plan_jobs", "process_video", "preprocess",
@@ -70,16 +73,14 @@ PARTIAL_DIR = ".partial"
 
 
 @dataclass
-class PreprocessConfig:
-    """Everything that changes the output bytes (a change makes a rerun redo the videos).
+class PreprocessConfig(FaceConfig):
+    """Everything that changes the output bytes (a change makes a rerun redo the videos):
+    the face pipeline's settings (:class:`dfer.preprocess.face.FaceConfig`, with its
+    defaults: every frame detected, at 480 px) and these.
 
     Attributes:
         size: side of the aligned crops (DFEW: 256).
         face_fraction: see :func:`dfer.preprocess.align.canonical_template`.
-        detect_every: run the detector on every k-th frame, interpolate between.
-        max_side: detection resolution (longest side); 0 = full resolution.
-        score_threshold: minimum face confidence.
-        smooth_window: centred moving average of the landmarks, in frames.
         quality: JPEG quality.
         label_from_parent: take each video's label from its parent folder (AFEW layout).
         trim: leave out the frames before the face is first found and after it is last
@@ -88,30 +89,15 @@ class PreprocessConfig:
             face's landmarks (the clip's time is not cut).
     """
 
-    size: int = 256
-    face_fraction: float = FACE_FRACTION
-    detect_every: int = 1
-    max_side: int = 480
-    score_threshold: float = 0.9
-    smooth_window: int = 5
-    quality: int = 95
+    size: int = setting(ALIGN_SIZE, range="[32, inf)")
+    face_fraction: float = setting(FACE_FRACTION, range="(0, 2]")
+    quality: int = setting(95, range="[1, 100]")
     label_from_parent: bool = False
     trim: bool = True
 
     def validate(self) -> "PreprocessConfig":
-        checks = [
-            (self.size >= 32, f"--size must be >= 32, got {self.size}"),
-            (0 < self.face_fraction <= 2, f"--face-fraction must be in (0, 2], got {self.face_fraction}"),
-            (self.detect_every >= 1, f"--detect-every must be >= 1, got {self.detect_every}"),
-            (self.max_side == 0 or self.max_side >= 64, f"--max-side must be 0 or >= 64, got {self.max_side}"),
-            (0 < self.score_threshold < 1, f"--score-threshold must be in (0, 1), got {self.score_threshold}"),
-            (self.smooth_window >= 1, f"--smooth must be >= 1, got {self.smooth_window}"),
-            (1 <= self.quality <= 100, f"--quality must be in [1, 100], got {self.quality}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        return self
+        """``self``, each setting checked (a bad one is named by its option, ``--quality``)."""
+        return check_settings(self, options=True)
 
 
 @dataclass(frozen=True)
@@ -246,8 +232,7 @@ def process_video(job: VideoJob, src_root: Path, out: Path, config: PreprocessCo
     final = out / job.path
     record = _failure_record(job.source, job.path, job.label, "")
     record.update(settings=asdict(config), source_size=job.size_bytes, source_mtime_ns=job.mtime_ns)
-    tcfg = TrackConfig(detect_every=config.detect_every, smooth_window=config.smooth_window,
-                       size=config.size, face_fraction=config.face_fraction)
+    tcfg = TrackConfig.of_face(config, size=config.size, face_fraction=config.face_fraction)
     try:
         info = probe_video(video)
         record.update(width=info.width, height=info.height, fps=round(info.fps, 4), codec=info.codec)
@@ -315,11 +300,10 @@ _WORKER: dict = {}
 def _init_worker(config: PreprocessConfig, threads: int, parent_pid: int | None) -> None:
     import cv2
 
-    from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
+    from dfer.preprocess.detect import detector_for
 
     cv2.setNumThreads(threads)
-    _WORKER.update(config=config, threads=threads, parent_pid=parent_pid, detector=RetinaFaceDetector(
-        DetectorConfig(max_side=config.max_side, score_threshold=config.score_threshold, num_threads=threads)))
+    _WORKER.update(config=config, threads=threads, parent_pid=parent_pid, detector=detector_for(config, threads))
 
 
 def _work(job: VideoJob, src_root: Path, out: Path) -> dict:
@@ -567,17 +551,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="output folder: OUT/<relative path>/00001.jpg ... + manifest")
     parser.add_argument("--workers", type=arg(int, range="[1, inf)", limit=MAX_THREADS), default=1, help="processes working on videos in parallel (default 1)")
     parser.add_argument("--threads", type=arg(int, range="[1, inf)", limit=MAX_THREADS), default=1, help="threads per process (decode, detector, warp; default 1)")
-    parser.add_argument("--detect-every", type=int, default=d.detect_every,
-                        help=f"detect on every k-th frame, interpolate landmarks between (default {d.detect_every})")
+    add_face_options(parser, d)
     parser.add_argument("--size", type=arg(int, range="[32, inf)", limit=MAX_SIZE), default=d.size, help=f"side of the aligned crops (default {d.size})")
     parser.add_argument("--face-fraction", type=float, default=d.face_fraction,
                         help=f"share of the crop covered by the ArcFace 112 box; smaller = more margin (default {d.face_fraction})")
-    parser.add_argument("--max-side", type=int, default=d.max_side,
-                        help=f"detection resolution, longest side in pixels; 0 = full (default {d.max_side})")
-    parser.add_argument("--score-threshold", type=float, default=d.score_threshold,
-                        help=f"minimum face confidence (default {d.score_threshold})")
-    parser.add_argument("--smooth", type=int, default=d.smooth_window,
-                        help=f"landmark moving-average window in frames; 1 = off (default {d.smooth_window})")
     parser.add_argument("--quality", type=int, default=d.quality, help=f"JPEG quality (default {d.quality})")
     parser.add_argument("--label-from-parent", action="store_true",
                         help="label each video by its parent folder (AFEW: SRC/<Class>/clip.avi) in the manifest")
@@ -595,10 +572,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = PreprocessConfig(size=args.size, face_fraction=args.face_fraction, detect_every=args.detect_every,
-                              max_side=args.max_side, score_threshold=args.score_threshold,
-                              smooth_window=args.smooth, quality=args.quality,
-                              label_from_parent=args.label_from_parent, trim=not args.no_trim)
+    config = PreprocessConfig(**face_options(args), size=args.size, face_fraction=args.face_fraction,
+                              quality=args.quality, label_from_parent=args.label_from_parent, trim=not args.no_trim)
     if args.option and not args.kind:
         raise ConfigError("-o/--option goes with --kind: the options are the corpus kind's")
     if args.kind and args.label_from_parent:

@@ -31,6 +31,7 @@ import numpy as np
 
 from dfer.preprocess.align import FACE_FRACTION, align_face
 from dfer.preprocess.detect import Detections, FaceDetector
+from dfer.preprocess.face import ALIGN_SIZE, FaceConfig
 from dfer.preprocess.video import DecodedFrame, as_rgb
 
 Frame = np.ndarray | DecodedFrame  # an RGB frame, or a decoded one converted when used
@@ -52,7 +53,8 @@ class FrameSource(enum.IntEnum):
 
 @dataclass
 class TrackConfig:
-    """Temporal settings.
+    """Temporal settings (the commands make them from their
+    :class:`dfer.preprocess.face.FaceConfig`, :meth:`of_face`).
 
     Attributes:
         detect_every: run the detector on every k-th frame (1 = all frames).
@@ -62,11 +64,18 @@ class TrackConfig:
         face_fraction: see :func:`dfer.preprocess.align.canonical_template`.
     """
 
-    detect_every: int = 1
+    detect_every: int = FaceConfig.detect_every
     iou_threshold: float = 0.3
-    smooth_window: int = 5
-    size: int = 256
+    smooth_window: int = FaceConfig.smooth_window
+    size: int = ALIGN_SIZE
     face_fraction: float = FACE_FRACTION
+
+    @classmethod
+    def of_face(cls, face: FaceConfig, **alignment) -> "TrackConfig":
+        """The tracking settings of a command's ``face`` settings; ``alignment`` sets the
+        other fields (``size``, ``face_fraction``) or overrides ``detect_every`` (a still
+        image is detected on its one frame)."""
+        return cls(**{"detect_every": face.detect_every, "smooth_window": face.smooth_window, **alignment})
 
 
 @dataclass

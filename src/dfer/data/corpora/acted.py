@@ -2,7 +2,8 @@
 Russo, *The Ryerson Audio-Visual Database of Emotional Speech and Song*, PLoS ONE 2018),
 CREMA-D (Cao et al., *Crowd-sourced Emotional Multimodal Actors Dataset*, IEEE TAC 2014),
 the Javanese video emotion corpus (Ardy Seto, github 2black0/video-emotion-recognition-javanese),
-or any corpus named by a pattern of your own.
+or any corpus named by a pattern of your own. Kept as one module: these corpora share one
+reader of file names and its options.
 
 An actor is asked to show an emotion and the clip is named after it, e.g. RAVDESS's
 ``01-01-03-02-01-01-12.mp4`` (third field: emotion code 03, happy; last: actor 12). One

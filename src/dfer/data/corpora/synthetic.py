@@ -1,4 +1,5 @@
 """A synthetic corpus in DFEW's own on-disk layout, with known ground truth.
+Kept as one module: the clips drawn and the files written about them share one ground truth.
 
 The MIDAS paper (Kawamura et al., Sec. 4.1 and 5.4) trains on DFEW, whose clips carry the
 votes of ten annotators, so a clip's soft label ``q_i = (1/S) sum_s v_i^(s)`` (Eq. 9) is a

@@ -311,7 +311,7 @@ def test_no_face_video_reports_it_and_fails_only_alone(trained_run, videos, tmp_
     lines = stdout.splitlines()
     assert rc == 0 and len(lines) == 2
     assert "no face found" in lines[0] and lines[1].startswith("single_face.mp4: 72 frames")
-    assert sorted(p.name for p in out.iterdir()) == ["single_face.csv", "single_face.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".dfer", "single_face.csv", "single_face.json"]  # and its mark
 
 
 @pytest.mark.slow

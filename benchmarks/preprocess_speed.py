@@ -1,6 +1,6 @@
 """Speed of decode + detect + align (the preprocessing share of ``dfer predict``).
 
-Issue 4's target: decode, detect, align and classify a 640x360 video at >= 2x its
+The target: decode, detect, align and classify a 640x360 video at >= 2x its
 real-time frame rate on 2 CPU cores with a TSM-R18. This script measures everything but
 the classifier on ``single_face.mp4`` (640x360, 30 fps, 72 frames) and prints JSON: per
 detection stride k, the wall time, milliseconds per frame, the real-time factor

@@ -1,4 +1,4 @@
-"""RDFER known-truth table (issue 6, item 4): detection quality and UAR/WAR under label noise.
+"""RDFER known-truth table: detection quality and UAR/WAR under label noise.
 
 Writes three synthetic DFEW corpora (``SynthConfig(label_noise=0 / 0.2 / 0.4,
 hard_fraction=...)``), trains on fold 1 of each

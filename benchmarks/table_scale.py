@@ -10,7 +10,7 @@ process (so the writer's memory does not count) and prints JSON:
   numpy included; ``rss_over_import_mb`` subtracts the RSS after ``import dfer``;
 - ``tracemalloc_peak_mb``: peak Python/numpy allocations of a second, traced load.
 
-Target (issue 3): under 10 s and under 500 MB. Run::
+Target: under 10 s and under 500 MB. Run::
 
     .venv/bin/python benchmarks/table_scale.py [--clips 1000000]
 """

@@ -1,7 +1,7 @@
 """dfer: dynamic facial expression recognition with soft labels.
 
-Clips are always laid out as ``(B, T, C, H, W)`` once batched; see ``docs`` and the
-README for the data flow from a corpus on disk to UAR/WAR.
+Clips are always laid out as ``(B, T, C, H, W)`` once batched; the README says how to start
+and where to go next, ``docs/`` holds the measurements and the design notes.
 
 The face-expression model that ships with dfer is one call away (torch is imported on
 first use, not by ``import dfer``)::

@@ -27,10 +27,8 @@ choice, written into the run's config:
 * ``"renormalise"``: ỹ / Σ ỹ; the identity on proper distributions, but defined for rows
   that do not sum to 1 (e.g. unnormalised votes).
 
-The default, ``normalise="none"``, is provisional: it is the variant that did not lose
-accuracy in the one measurement we have, and it stands until the hard / soft / MIDAS
-comparison under each normalisation is measured. The paper-literal variant is
-label mode ``midas`` with ``MixingConfig(normalise="softmax", temperature=1.0)``.
+The paper-literal variant is label mode ``midas`` with
+``MixingConfig(normalise="softmax", temperature=1.0)``.
 
 The mixing settings are :class:`dfer.config.MixingConfig` (a run's ``mixing:`` section);
 the mode is the run's label mode, or one of:

@@ -76,7 +76,7 @@ TABLES: dict[str, TableSpec] = {
     "table7": TableSpec("Table 7: the 2DCNN-GRU architecture (ResNet18+GRU, DFEW)",
                         ("table7_gru_hard", "table7_gru_soft", "table7_gru_midas"),
                         ((51.62, 64.00), (51.82, 65.00), (53.70, 67.01))),
-    # issue 6, item 5: the README's synthetic known-truth table, on the real corpus
+    # the synthetic known-truth table of docs/rdfer.md, on the real corpus
     "rdfer": TableSpec("RDFER vs TSM-R18, with and without MIDAS on hard labels (DFEW)",
                        ("tsm_hard", "tsm_midas-hard", "rdfer_hard", "rdfer_midas-hard"), (), folder="rdfer"),
 }

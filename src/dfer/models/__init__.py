@@ -3,9 +3,10 @@
 >>> from dfer.models import create_model
 >>> model = create_model("tsm_resnet18", num_classes=7, pretrained=True, shift_div=8)
 
-Registered: ``tsm_resnet18`` (the MIDAS backbone), ``resnet18_gru`` (2DCNN-GRU),
-``r3d_18`` (3D-CNN). Each exposes ``num_classes``, ``features(clip) -> (B, D)``,
-``classifier`` and ``reset_classifier(num_classes)``.
+Registered (:func:`list_models`): ``tsm_resnet18`` (the MIDAS backbone), ``resnet18_gru``
+(2DCNN-GRU), ``r3d_18`` (3D-CNN) and ``rdfer_resnet18`` (RDFER's dual-stream network).
+Each exposes ``num_classes``, ``features(clip) -> (B, D)``, ``classifier`` and
+``reset_classifier(num_classes)``.
 """
 
 from dfer.models import cnn_rnn, r3d, rdfer, tsm  # noqa: F401  (registers the builders)

@@ -229,3 +229,34 @@ def test_check_cache_and_demo_refuse_a_users_folder(synthetic_dfew, tmp_path, ca
     for _ in range(2):  # its own cache, made then reused
         assert main(["data", "check", str(synthetic_dfew), "--cache-dir", str(cache), "--no-verify"]) == 0
     assert (cache / MARK_NAME).read_text() == "dfer check-cache\n" and holds(cache, "check-*.npz")
+
+
+# ---------------------------------------------------------------------------- folders in the way
+@pytest.mark.parametrize("name", ["results.t.json", "predictions.t.csv"])
+def test_evaluate_finds_a_folder_where_it_writes_before_it_evaluates(name, synthetic_dfew, tmp_path, capsys):
+    run = write_random_run(tmp_path / "run")
+    (run / name).mkdir()
+    line = _refused(capsys, "evaluate", run, "--source", f"dfew:{synthetic_dfew}", "--fold", "1", "--tag", "t")
+    assert f"{run / name} is not a file" in line
+    assert (run / name).is_dir() and not list((run / name).iterdir())
+
+
+def test_a_resumed_run_finds_a_folder_where_its_results_go_before_it_trains(synthetic_dfew, tmp_path, capsys):
+    from dfer.config import load_config
+    from dfer.train import train
+
+    run = tmp_path / "run"
+    overrides = [*tiny(synthetic_dfew), "optim.epochs=2"]
+    train(load_config(None, overrides), run_dir=run, stop_after_epochs=1)  # stopped after epoch 1 of 2
+    (run / "results.json").mkdir()
+    before = (run / "metrics.csv").read_bytes(), (run / "checkpoints" / "last.safetensors").read_bytes()
+    capsys.readouterr()
+    line = _refused(capsys, "train", "--run-dir", run, *overrides)
+    assert f"{run / 'results.json'} is not a file" in line
+    assert ((run / "metrics.csv").read_bytes(), (run / "checkpoints" / "last.safetensors").read_bytes()) == before
+
+
+def test_a_file_on_the_way_to_a_run_folder_is_one_line(synthetic_dfew, tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    line = _refused(capsys, "train", "--run-dir", tmp_path / "f" / "run", *tiny(synthetic_dfew))
+    assert f"{tmp_path / 'f'} is a file" in line and (tmp_path / "f").read_text() == "mine"

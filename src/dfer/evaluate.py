@@ -43,7 +43,7 @@ from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise,
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
 from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.pipeline import recorded_preprocessing
-from dfer.rundir import RUN_KIND, is_earlier_run
+from dfer.rundir import RUN_KIND, evaluation_files, is_earlier_run, refuse_folders_in_the_way
 
 
 @torch.no_grad()
@@ -79,6 +79,8 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
     ``transform``: see :func:`predict_table`; ``extra``: entries added to the results
     (e.g. what model was evaluated); ``probabilities``: (N, C) clip distributions made
     elsewhere (the shipped model through ``dfer predict``'s path): ``model`` is then unused."""
+    if run_dir is not None:
+        refuse_folders_in_the_way(run_dir, evaluation_files(tag), "dfer evaluate")
     t0 = time.perf_counter()
     probs = (predict_table(model, table, cfg, device, dist_info=dist_info, transform=transform)
              if probabilities is None else np.asarray(probabilities, np.float64))
@@ -105,12 +107,12 @@ def evaluate_model(model, table: ClipTable, cfg: RunConfig, device, *, dist_info
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        suffix = f".{tag}" if tag else ""
-        _write_json(run_dir / f"results{suffix}.json", results)
-        _write_predictions(run_dir / f"predictions{suffix}.csv", table, probs)
+        results_name, predictions_name, confusion_name = evaluation_files(tag)
+        _write_json(run_dir / results_name, results)
+        _write_predictions(run_dir / predictions_name, table, probs)
         from dfer.plots import plot_confusion
 
-        plot_confusion(np.asarray(results["confusion_matrix"]), table.classes, run_dir / f"confusion{suffix}.png")
+        plot_confusion(np.asarray(results["confusion_matrix"]), table.classes, run_dir / confusion_name)
     return results
 
 

@@ -23,9 +23,21 @@ def atomic_path(path: str | os.PathLike):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except IsADirectoryError:
+            raise DataError(f"{path}: a folder is where dfer writes this file; move it away") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def make_folder(folder: Path, command: str) -> None:
+    """``folder`` and its parents made; a file on the way is a :class:`ConfigError` naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        on_way = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise ConfigError(f"{on_way} is a file where {command} makes the folder {folder}: choose another") from None
 
 
 #: the lock file of a folder that one dfer process writes at a time (run, cv, preprocess OUT)
@@ -56,7 +68,7 @@ def exclusive_folder(folder: str | os.PathLike, command: str, kind: str | None =
         return
     if kind is not None:
         claim_folder(folder, kind, command, earlier, create=False)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, command)
     f = open(folder / LOCK_NAME, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -194,7 +206,7 @@ def claim_folder(folder: str | os.PathLike, kind: str, command: str,
                           f"only into a new or empty folder or one of its own: choose another")
     if create:
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder, command)
         except OSError as e:  # a file in the way above it, no permission
             raise ConfigError(f"{folder}: cannot make the folder {command} writes ({e.strerror or e})") from None
         write_text_atomic(mark, f"dfer {kind}\n")

@@ -52,7 +52,7 @@ from dfer.precision import Precision, choose_precision, read_record, write_recor
 from dfer.models import create_model
 from dfer.models.weights import load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
-from dfer.rundir import RUN_KIND, is_earlier_run
+from dfer.rundir import RUN_FILES, RUN_KIND, evaluation_files, is_earlier_run, refuse_folders_in_the_way
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0, schedule: str = "cosine") -> float:
@@ -159,6 +159,7 @@ class _Run:
 
 def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, restart: bool,
            stop_after_epochs: int | None) -> Path:
+    refuse_folders_in_the_way(run_dir, RUN_FILES + evaluation_files(), "dfer train")
     resume_meta = _resume_meta(cfg, run_dir, restart)
     if resume_meta is not None and resume_meta.get("finished") is True and (run_dir / "results.json").exists():
         if info.is_main:

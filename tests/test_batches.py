@@ -73,3 +73,18 @@ def test_preprocess_plans_a_missing_video_and_a_folder_as_failures(tmp_path, vid
     assert [(f["source"], f["status"], f["error"]) for f in failures] == [
         ("folder.mp4", "failed", "expected a video file, found a folder"),
         ("gone.mp4", "failed", "video file not found")]
+
+
+def test_preprocess_never_gives_a_video_the_name_of_its_own_files(tmp_path, videos_dir):
+    """``manifest.csv.mp4`` would be written to the folder ``manifest.csv``: a failure of that
+    video, planned before any work, not a clash with the manifest after it."""
+    from dfer.preprocess.pipeline import plan_jobs
+
+    for name in ("manifest.csv.mp4", "report.json.mp4", "good.mp4"):
+        shutil.copy(videos_dir / "single_face.mp4", tmp_path / name)
+    videos = sorted(tmp_path.glob("*.mp4"))
+    jobs, failures = plan_jobs(tmp_path, videos, False, reserved=("manifest.csv", "report.json"))
+    assert [j.source for j in jobs] == ["good.mp4"]
+    assert [(f["source"], f["error"]) for f in failures] == [
+        ("manifest.csv.mp4", "output folder 'manifest.csv' already taken by \"dfer preprocess's own file\""),
+        ("report.json.mp4", "output folder 'report.json' already taken by \"dfer preprocess's own file\"")]

@@ -131,13 +131,15 @@ def find_videos(src: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(found)
 
 
-def plan_jobs(src: Path, videos: Iterable[Path], label_from_parent: bool) -> tuple[list[VideoJob], list[dict]]:
-    """Turn video files into jobs; report output-folder collisions (a.mp4 and a.avi) and a
+def plan_jobs(src: Path, videos: Iterable[Path], label_from_parent: bool, reserved: Iterable[str] = ()
+              ) -> tuple[list[VideoJob], list[dict]]:
+    """Turn video files into jobs; report output-folder collisions (a.mp4 and a.avi, or a
+    video whose folder would take a name of ``reserved``: dfer's own files in OUT) and a
     video that is missing or not a regular file (a folder, a FIFO) as failures."""
     root = src.parent if src.is_file() else src
     jobs: list[VideoJob] = []
     clashes: list[dict] = []
-    taken: dict[str, str] = {}
+    taken: dict[str, str] = {name: "dfer preprocess's own file" for name in reserved}
     for video in videos:
         rel = video.relative_to(root).as_posix()
         out = _output_folder(rel)
@@ -370,12 +372,14 @@ def preprocess(src: str | os.PathLike, out: str | os.PathLike, config: Preproces
         raise ConfigError(f"OUT {out} is inside SRC {src}: dfer preprocess never writes into SRC")
     if src.is_file() and not src.name.lower().endswith(VIDEO_EXTENSIONS):
         raise DataError(f"{src}: expected a folder or a video ({', '.join(VIDEO_EXTENSIONS)})")
-    if single_component(manifest, "--manifest") in (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME, MARK_NAME):
+    own = (REPORT, DONE_DIR, PARTIAL_DIR, LOCK_NAME, MARK_NAME)  # and the manifest: dfer's names in OUT
+    if single_component(manifest, "--manifest") in own:
         raise ConfigError(f"--manifest {manifest!r} is a name dfer preprocess uses for itself in OUT; give another")
     videos = find_videos(src_res, exclude=out_res) if corpus is None else corpus_videos(corpus, src, src_res)
     if not videos:
         raise DataError(f"{src}: no videos found (looked for {', '.join(VIDEO_EXTENSIONS)}, recursively)")
-    jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent)
+    jobs, clashes = plan_jobs(src_res, videos, config.label_from_parent,
+                              reserved=(manifest, *own))
 
     # one writer per OUT, and only an OUT of dfer's: new, empty, marked, or holding the
     # records of an earlier dfer's run

@@ -38,12 +38,13 @@ from dfer.distributed import autocast_dtype, init_distributed, shutdown
 from dfer.emotions import BASIC7, label_map
 from dfer.errors import ConfigError, DataError, first_line
 from dfer.inference import predict_loader, shard_rows
-from dfer.io import atomic_path, claim_folder, holds, shared_folder, single_component, write_text_atomic
+from dfer.io import atomic_path, claim_folder, shared_folder, single_component, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
 from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.pipeline import recorded_preprocessing
-from dfer.rundir import RUN_KIND, evaluation_files, is_earlier_run, refuse_folders_in_the_way
+from dfer.rundir import (RUN_KIND, claim_evaluation_folder, evaluation_files, is_earlier_run,
+                         refuse_folders_in_the_way)
 
 
 @torch.no_grad()
@@ -436,17 +437,6 @@ def _as_predict_answers(table: ClipTable, bundle, index: list[int], args, extra:
     return table.take(keep), probs[keep]
 
 
-#: the kind of folder (:func:`dfer.io.claim_folder`) of the shipped model's evaluation
-PRETRAINED_KIND = "evaluation"
-
-
-def _claim_evaluation_folder(folder, create: bool = True) -> Path:
-    """:func:`dfer.io.claim_folder` for --pretrained's --out; one written before dfer marked
-    its folders holds the three files evaluate writes."""
-    return claim_folder(folder, PRETRAINED_KIND, "dfer evaluate --pretrained",
-                        lambda d: holds(d, "results*.json", "predictions*.csv", "confusion*.png"), create=create)
-
-
 def _run_pretrained(args: argparse.Namespace) -> int:
     if args.run is not None:
         raise ConfigError(f"--pretrained evaluates the model that ships with dfer; drop the run directory "
@@ -460,7 +450,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     if batch_size < 1 or workers < 0:
         raise ConfigError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size} and {workers}")
     if args.out is not None:  # refused before the corpus is read (a Kaggle FER+ source writes its cache)
-        _claim_evaluation_folder(args.out, create=False)
+        claim_evaluation_folder(args.out, create=False)
     # the model first: a broken install is reported before a large corpus is read
     bundle = load_model(pretrained=True, device=args.device)
     table, kind, part = _source_table(args.source, args.split, args.fold, options=args.option)
@@ -491,7 +481,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
         raise ConfigError(f"--source {args.source}: a mix of still images and videos; evaluate them apart")
     if not stills and _as_predict_sees_them(table):
         table, probs = _as_predict_answers(table, bundle, index, args, extra)
-    _claim_evaluation_folder(out)
+    claim_evaluation_folder(out)
     res = evaluate_model(model, table, cfg, bundle.device, run_dir=out, tag=args.tag,
                          transform=input_transform(bundle, face_crop=args.face_crop), extra=extra,
                          probabilities=probs)

@@ -1,12 +1,13 @@
-"""What makes a folder a run directory of dfer's: the one home of that judgement, shared by
-the commands that write into a run (``dfer train``, ``dfer cv``, ``dfer evaluate RUN``)."""
+"""What makes a folder a run directory (or an evaluation's folder) of dfer's, and the files
+dfer writes there: the one home of those judgements, shared by the commands that write
+into them (``dfer train``, ``dfer cv``, ``dfer evaluate``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from dfer.errors import ConfigError
-from dfer.io import holds
+from dfer.io import claim_folder, holds
 
 #: the kind of folder (:func:`dfer.io.claim_folder`) of a run directory
 RUN_KIND = "run"
@@ -38,3 +39,14 @@ def refuse_folders_in_the_way(folder: Path, names: tuple[str, ...], command: str
         path = Path(folder) / name
         if path.exists() and not path.is_file():
             raise ConfigError(f"{path} is not a file, and {command} writes that file: move it away")
+
+
+#: the kind of folder of ``dfer evaluate --pretrained --out``
+EVALUATION_KIND = "evaluation"
+
+
+def claim_evaluation_folder(folder, create: bool = True) -> Path:
+    """:func:`dfer.io.claim_folder` for ``dfer evaluate --pretrained --out``; one written
+    before dfer marked its folders holds the three files an evaluation writes."""
+    return claim_folder(folder, EVALUATION_KIND, "dfer evaluate --pretrained",
+                        lambda d: holds(d, "results*.json", "predictions*.csv", "confusion*.png"), create=create)

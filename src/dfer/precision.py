@@ -33,6 +33,7 @@ import torch
 from dfer.errors import ConfigError, DataError
 from dfer.inference import channels_last
 from dfer.io import write_text_atomic
+from dfer.losses import soft_target_cross_entropy
 
 #: bf16 must take at most this share of fp32's time per step for ``auto`` to choose it
 MIN_GAIN = 0.9
@@ -90,7 +91,7 @@ def step_seconds(model: torch.nn.Module, shape: tuple[int, ...], num_classes: in
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(clip)
-        loss = -(target * torch.log_softmax(logits.float(), 1)).sum(1).mean()
+        loss = soft_target_cross_entropy(logits.float(), target)
         model.zero_grad(set_to_none=True)
         loss.backward()
         if device.type == "cuda":

@@ -532,11 +532,12 @@ def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
 
     run = write_random_run(tmp_path / "run", size=32, num_frames=1)
     out = export_run(run, tmp_path / "shipped.safetensors", face_crop=0.8, num_frames=8,
-                     metrics={"war": 0.5, "split": "val"})
+                     metrics={"war": 0.5, "split": "val"}, prior=np.full(7, 1 / 7), prior_correction=0.25)
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     state, meta = read_pretrained(out)
     assert meta["face_crop"] == 0.8 and meta["num_frames"] == 8 and meta["size"] == 32 and meta["grey"] is True
     assert meta["classes"] == list(BASIC7) and meta["metrics"] == {"war": 0.5, "split": "val"}
+    assert meta["prior"] == pytest.approx([1 / 7] * 7) and meta["prior_correction"] == 0.25 and meta["tta"] == "none"
     source, _, _ = load_run(run, which="last")
     for k, v in source.state_dict().items():
         expected = v.half().float() if v.is_floating_point() else v  # shipped as fp16

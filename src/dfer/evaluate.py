@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dfer.calibration import TTA
 from dfer.checkpoint import load_run
 from dfer.config import (MAX_BATCH, MAX_FRAMES, MAX_THREADS, DataConfig, EvalConfig, OptimConfig, RunConfig,
                          SourceConfig, arg)
@@ -318,6 +319,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="with --pretrained: output folder (default runs/pretrained_KIND-SPLIT)")
     p.add_argument("--batch-size", type=arg(int, range="[1, inf)", limit=MAX_BATCH), help="with --pretrained: clips per forward pass (default 64)")
     p.add_argument("--workers", type=arg(int, range="[0, inf)", limit=MAX_THREADS), help="with --pretrained: loader processes (default 2)")
+    p.add_argument("--prior-correction", type=arg(float, range="[0, 2]"), metavar="TAU",
+                   help="with --pretrained: divide the training class prior out of the answer with this strength "
+                        "(0: the model as trained; default: the model file's own rule)")
+    p.add_argument("--tta", choices=TTA, help="with --pretrained: test-time augmentation, none or flip (the mean of "
+                                              "the logits of a face and its mirror image; default: the file's rule)")
     p.add_argument("--tag", default="", help="suffix for the written files (results.TAG.json)")
     p.add_argument("--device", default="auto")
 
@@ -367,6 +373,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None or args.workers is not None or args.face_crop:
         raise ConfigError("--batch-size, --workers and --face-crop go with --pretrained; a run uses its config's "
                           "eval.batch_size, data.num_workers and its own framing")
+    if args.prior_correction is not None or args.tta is not None:
+        raise ConfigError("--prior-correction and --tta go with --pretrained: the rule a shipped model file answers "
+                          "with; a run answers with its logits as trained")
     if (args.split is not None or args.fold is not None) and not args.source:
         raise ConfigError("--split and --fold choose a part of --source; without --source a run is evaluated on "
                           "the test clips of its own config")
@@ -452,7 +461,7 @@ def _run_pretrained(args: argparse.Namespace) -> int:
     if args.out is not None:  # refused before the corpus is read (a Kaggle FER+ source writes its cache)
         claim_evaluation_folder(args.out, create=False)
     # the model first: a broken install is reported before a large corpus is read
-    bundle = load_model(pretrained=True, device=args.device)
+    bundle = load_model(pretrained=True, device=args.device, prior_correction=args.prior_correction, tta=args.tta)
     table, kind, part = _source_table(args.source, args.split, args.fold, options=args.option)
     table = table.resolve_labels(args.ties or "first", 0, f"{args.source} ({part} clips)")
     index = class_index(bundle.classes, table.classes)

@@ -275,7 +275,7 @@ def negative_log_likelihood(probs: Any, labels: Any, eps: float = 1e-12) -> floa
 
 # --------------------------------------------------------------------------- calibration
 
-def reliability_curve(probs: Any, labels: Any, num_bins: int = 15) -> dict[str, Any]:
+def reliability_curve(probs: Any, labels: Any, num_bins: int = 15, *, soft_labels: Any = None) -> dict[str, Any]:
     """Top-label reliability curve with ``num_bins`` equal-width confidence bins.
 
     A clip's confidence is its largest predicted probability; it falls in bin ``b`` when
@@ -286,23 +286,34 @@ def reliability_curve(probs: Any, labels: Any, num_bins: int = 15) -> dict[str, 
         probs: (N, C) predicted probabilities.
         labels: (N,) int true classes in ``[0, C)``.
         num_bins: M.
+        soft_labels: (N, C) vote distributions: then a clip's "accuracy" is the share of
+            the votes its top class got (calibration against how people vote rather than
+            against the majority; one-hot rows give the accuracy back) and ``labels`` may be
+            None.
 
     Returns:
         dict with ``edges`` (M+1,) float64, ``accuracy`` (M,) float64 fraction of correct
-        top-label predictions per bin, ``confidence`` (M,) float64 mean confidence per bin
+        top-label predictions per bin (the mean vote share of the top class with
+        ``soft_labels``), ``confidence`` (M,) float64 mean confidence per bin
         (both NaN for an empty bin), ``counts`` (M,) int64, and ``ece`` (float).
     """
     if int(num_bins) < 1:
         raise ValueError(f"num_bins must be >= 1, got {num_bins}")
     M = int(num_bins)
     p = _probs(probs)
-    y = _labels(labels, "labels")
-    if y.shape[0] != p.shape[0]:
-        raise ValueError(f"probs and labels differ in length: {p.shape[0]} vs {y.shape[0]}")
-    _check_range(y, p.shape[1], "labels")
+    if soft_labels is not None:
+        t = _probs(soft_labels, "soft_labels", p.shape[1])
+        if t.shape[0] != p.shape[0]:
+            raise ValueError(f"probs and soft_labels differ in length: {p.shape[0]} vs {t.shape[0]}")
+        correct = t[np.arange(len(p)), p.argmax(axis=1)] if p.size else np.zeros(0)
+    else:
+        y = _labels(labels, "labels")
+        if y.shape[0] != p.shape[0]:
+            raise ValueError(f"probs and labels differ in length: {p.shape[0]} vs {y.shape[0]}")
+        _check_range(y, p.shape[1], "labels")
+        correct = (p.argmax(axis=1) == y).astype(np.float64) if p.size else np.zeros(0)
     edges = np.linspace(0.0, 1.0, M + 1)
     conf = p.max(axis=1) if p.size else np.zeros(0)
-    correct = (p.argmax(axis=1) == y).astype(np.float64) if p.size else np.zeros(0)
     b = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, M - 1)
     counts = np.bincount(b, minlength=M).astype(np.int64)
     nonempty = counts > 0

@@ -3,11 +3,12 @@ a run directory of ``dfer train`` or a bare checkpoint, loaded for inference."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from dfer.calibration import OutputRule, answering, as_prior
 from dfer.checkpoint import load_checkpoint, load_run
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.distributed import resolve_device
@@ -35,6 +36,8 @@ class ModelBundle:
         grey: the model saw grey faces: frames are turned grey (three equal channels).
         face_crop: centred fraction of the aligned face to keep (1.0: the whole face).
         mean, std: the normalisation the model was trained with (None: ImageNet's).
+        rule: how the logits become the answer (prior correction, temperature, flip
+            test-time augmentation), already applied by ``model``'s forward pass.
     """
 
     model: torch.nn.Module
@@ -47,11 +50,13 @@ class ModelBundle:
     face_crop: float = 1.0
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    rule: OutputRule = field(default_factory=OutputRule)
 
 
 def load_model(*, run: str | None = None, which: str | None = None, checkpoint: str | None = None,
                pretrained: bool | None = None, model_name: str = "tsm_resnet18", classes: str = "basic7",
-               size: int | None = None, num_frames: int | None = None, device: str = "auto") -> ModelBundle:
+               size: int | None = None, num_frames: int | None = None, device: str = "auto",
+               prior_correction: float | None = None, tta: str | None = None) -> ModelBundle:
     """Load a model: dfer's shipped FER+ model, a run directory or a bare checkpoint file.
 
     The model comes for inference: in eval mode, its BatchNorms folded into the
@@ -68,6 +73,10 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
             when neither ``run`` nor ``checkpoint`` is given. Its classes, size, frames,
             grey input and face crop come from the file's metadata.
         size, num_frames: override the model's input size / frames per window.
+        prior_correction, tta: override how the logits become the answer
+            (:class:`dfer.calibration.OutputRule`; default: the shipped file's rule, none
+            for a run or a checkpoint). A prior correction needs the training class prior,
+            which only the shipped file records.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Raises:
@@ -107,10 +116,26 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
         raise ConfigError(f"--size must be >= 8, got {bundle.size}")
     if bundle.num_frames < 1:
         raise ConfigError(f"--num-frames must be >= 1, got {bundle.num_frames}")
-    bundle.source.update(size=bundle.size, num_frames=bundle.num_frames)
+    bundle.rule = _output_rule(bundle, prior_correction, tta)
+    bundle.source.update(size=bundle.size, num_frames=bundle.num_frames, answer=bundle.rule.describe())
     # faster convolutions, the same outputs up to float rounding
     channels_last(fold_batchnorm(bundle.model))
+    bundle.model = answering(bundle.model, bundle.rule)
     return bundle
+
+
+def _output_rule(bundle: ModelBundle, prior_correction: float | None, tta: str | None) -> OutputRule:
+    """The bundle's own rule with the caller's overrides; one line for an impossible one."""
+    rule = bundle.rule
+    if prior_correction and rule.prior is None:
+        raise ConfigError("--prior-correction needs the class prior of the model's training data, which this model "
+                          "does not record (a shipped file written with --prior-correction does; a run or a checkpoint "
+                          "does not)")
+    try:
+        return replace(rule, prior_correction=rule.prior_correction if prior_correction is None else prior_correction,
+                       tta=rule.tta if tta is None else tta)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _load_pretrained_bundle(device: torch.device, size: int | None, num_frames: int | None) -> ModelBundle:
@@ -122,9 +147,11 @@ def _load_pretrained_bundle(device: torch.device, size: int | None, num_frames: 
                              "FER+ (8 classes)",
               "file": str(path), "model": meta["model"], "trained_by": meta.get("trained_by"),
               "metrics": meta.get("metrics") or {}, "grey": bool(meta["grey"]), "face_crop": face_crop}
+    rule = OutputRule(prior=as_prior(meta.get("prior")), prior_correction=float(meta.get("prior_correction", 0.0)),
+                      temperature=float(meta.get("temperature", 1.0)), tta=meta.get("tta", "none"))
     return ModelBundle(model, tuple(meta["classes"]), int(size or meta["size"]),
                        int(num_frames or meta.get("num_frames") or 1), device, source, grey=bool(meta["grey"]),
-                       face_crop=face_crop, mean=tuple(meta["mean"]), std=tuple(meta["std"]))
+                       face_crop=face_crop, mean=tuple(meta["mean"]), std=tuple(meta["std"]), rule=rule)
 
 
 def load_pretrained(device: str = "auto") -> ModelBundle:

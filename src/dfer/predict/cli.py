@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from dfer.calibration import TTA
 from dfer.config import MAX_BATCH, MAX_FRAMES, MAX_SIZE, MAX_THREADS, arg
 from dfer.errors import ConfigError, DfeError
 from dfer.io import regular_file
@@ -54,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="inputs are already aligned face crops (like DFEW frames): skip detection")
     parser.add_argument("--threads", type=arg(int, range="[0, inf)", limit=MAX_THREADS), default=d.threads,
                         help="threads for torch, the detector and OpenCV (default 0: their defaults)")
+    parser.add_argument("--prior-correction", type=arg(float, range="[0, 2]"), metavar="TAU",
+                        help="divide the class prior of the model's training data out of its answer with this "
+                             "strength: 0 answers as trained, larger values favour the rare emotions (default: the "
+                             "model file's own rule; needs a model file that records its prior)")
+    parser.add_argument("--tta", choices=TTA, help="test-time augmentation: none, or flip (the mean of the logits of "
+                                                   "each face and its mirror image; twice the model's time; default: "
+                                                   "the model file's rule)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--out", default="predictions", help="output folder (default ./predictions)")
     parser.add_argument("--no-plot", action="store_true", help="do not write the timeline PNG")
@@ -92,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     ok, failed = 0, len(bad)
     if good:
         bundle = load_model(run=args.run, which=args.which, checkpoint=args.checkpoint, model_name=args.model,
-                            classes=args.classes, size=args.size, num_frames=args.num_frames, device=args.device)
+                            classes=args.classes, size=args.size, num_frames=args.num_frames, device=args.device,
+                            prior_correction=args.prior_correction, tta=args.tta)
         detector = None if cfg.aligned else make_detector(cfg)
     for path, name in good:
         try:

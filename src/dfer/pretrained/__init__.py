@@ -13,7 +13,11 @@ downloaded. Its safetensors metadata (key ``dfer_pretrained``, JSON) says how to
 - ``face_crop``: the centred fraction of an aligned 256x256 face (``dfer preprocess``'s
   template) that matches FER2013's tighter framing (see ``MODEL_CARD.md``);
 - ``mean``, ``std``: the normalisation;
-- ``metrics``: FER+ Valid figures measured on the exported file, for the card.
+- ``metrics``: FER+ Valid figures measured on the exported file, for the card;
+- ``prior``, ``prior_correction``, ``temperature``, ``tta`` (optional): how its logits
+  become its answer (:class:`dfer.calibration.OutputRule`): the class prior of its
+  training data, the strength of the correction that divides it out, the temperature and
+  the test-time augmentation; absent in older files (no correction, no augmentation).
 
 This module reads the file; :func:`dfer.pretrained.model.build_model` makes the network of
 it, :mod:`dfer.pretrained.export` writes a new one from a finished run
@@ -32,6 +36,7 @@ from typing import Any
 
 import torch
 
+from dfer.calibration import TTA
 from dfer.emotions import canonical
 from dfer.errors import ConfigError, DfeError
 from dfer.io import first_non_finite, is_regular_file
@@ -120,6 +125,16 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
          "a list of per-channel means in [0, 1]"),
         ("std", numbers(meta["std"]) and all(v > 0 for v in meta["std"]), "a list of positive per-channel stds"),
         ("metrics", isinstance(meta.get("metrics", {}), dict), "a mapping"),
+        ("prior", meta.get("prior") is None or (numbers(meta["prior"]) and isinstance(classes, list)
+                                                and len(meta["prior"]) == len(classes)
+                                                and all(v > 0 for v in meta["prior"])
+                                                and abs(sum(meta["prior"]) - 1) <= 1e-3),
+         "one positive number per class, summing to 1"),
+        ("prior_correction", number(meta.get("prior_correction", 0)) and 0 <= meta.get("prior_correction", 0) <= 2
+         and (meta.get("prior_correction", 0) == 0 or meta.get("prior") is not None), "in [0, 2], with a prior"),
+        ("temperature", number(meta.get("temperature", 1)) and 0 < meta.get("temperature", 1) <= 100,
+         "in (0, 100]"),
+        ("tta", meta.get("tta", "none") in TTA, f"one of {', '.join(TTA)}"),
     )
     for key, ok, expected in checks:
         if not ok:

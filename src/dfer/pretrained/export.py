@@ -1,6 +1,13 @@
 """Write a finished ``dfer train`` run of one-frame grey faces as dfer's shipped model file::
 
-    python -m dfer.pretrained RUN_DIR --face-crop 0.65 [--out FILE] [--num-frames 8]
+    python -m dfer.pretrained RUN_DIR --face-crop 0.65 [--out FILE] [--num-frames 8] \
+        [--prior-correction TAU] [--temperature T] [--tta flip]
+
+The file records the class prior of the run's training data (the mean of its training
+targets, every copy of a repeated source counted), so that a prior correction can be
+applied or changed later (``dfer predict --prior-correction``); ``--prior-correction``,
+``--temperature`` and ``--tta`` set the rule it answers with by default
+(:class:`dfer.calibration.OutputRule`).
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from dfer.calibration import TTA, OutputRule, class_prior
 from dfer.checkpoint import load_run
+from dfer.config import arg
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dfer.errors import ConfigError
 from dfer.io import atomic_path
@@ -24,7 +34,8 @@ __all__ = ["export_run", "main"]
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, face_crop: float = 1.0,
-               num_frames: int = 8, metrics: dict | None = None) -> Path:
+               num_frames: int = 8, metrics: dict | None = None, prior_correction: float = 0.0,
+               temperature: float = 1.0, tta: str = "none", prior: np.ndarray | None = None) -> Path:
     """Write a finished ``dfer train`` run of one-frame grey faces as the shipped file (fp16).
 
     Args:
@@ -34,6 +45,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
         num_frames: frames ``dfer predict`` samples per window; the model averages their
             features (it was trained on single frames, so any number works).
         metrics: figures to record (default: the run's ``results.json``).
+        prior_correction, temperature, tta: the rule the file answers with by default
+            (:class:`dfer.calibration.OutputRule`).
+        prior: the class prior to record (default: computed from the run's training
+            data, which reads the training corpus).
     """
     run_dir = Path(run_dir)
     model, cfg, classes = load_run(run_dir, which="last", device=torch.device("cpu"))
@@ -45,10 +60,20 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
         res = json.loads((run_dir / "results.json").read_text())
         metrics = {k: res.get(k) for k in ("war", "uar", "kl_to_votes", "ece", "per_class_recall", "num_clips")}
         metrics["split"] = cfg.data.source.test_split
+    if prior is None:
+        prior = training_prior(cfg)
+    try:
+        rule = OutputRule(prior=tuple(float(v) for v in prior), prior_correction=prior_correction,
+                          temperature=temperature, tta=tta)
+    except ValueError as e:
+        raise ConfigError(f"{run_dir}: {e}") from None
+    if len(rule.prior) != len(classes):
+        raise ConfigError(f"{run_dir}: a prior of {len(rule.prior)} classes for a model of {len(classes)}")
     meta = {"model": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "classes": list(classes),
             "size": int(cfg.data.size), "num_frames": int(num_frames), "grey": True,
             "face_crop": float(face_crop), "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-            "metrics": metrics or {}, "trained_by": f"dfer train, run {run_dir.name}"}
+            "metrics": metrics or {}, "trained_by": f"dfer train, run {run_dir.name}",
+            **rule.describe()}
     state = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items()}
     out = Path(out) if out is not None else weights_path()
@@ -59,6 +84,18 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     return out
 
 
+def training_prior(cfg) -> np.ndarray:
+    """The class prior of a run's training data: the mean of its training targets (vote
+    distributions, or one-hot labels), every copy of a repeated source counted."""
+    from dfer.data.splits import build_splits
+
+    train = build_splits(cfg).train.resolve_labels(cfg.data.ties, cfg.seed, "training clips", required=False)
+    try:
+        return class_prior(train.soft_labels())
+    except ValueError as e:
+        raise ConfigError(f"the training data of {cfg.name}: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dfer.pretrained",
                                 description="write a finished FER+ run as dfer's shipped model")
@@ -67,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--face-crop", type=float, required=True,
                    help="centred fraction of the aligned 256x256 face that matches the training framing")
     p.add_argument("--num-frames", type=int, default=8, help="frames per window for dfer predict (default 8)")
+    p.add_argument("--prior-correction", type=arg(float, range="[0, 2]"), default=0.0,
+                   help="strength of the correction dividing the training class prior out of the answer (default 0)")
+    p.add_argument("--temperature", type=arg(float, range="(0, 100]"), default=1.0,
+                   help="temperature of the answer's softmax (default 1)")
+    p.add_argument("--tta", choices=TTA, default="none", help="test-time augmentation (default none)")
     args = p.parse_args(argv)
     try:
-        print(export_run(args.run_dir, args.out, face_crop=args.face_crop, num_frames=args.num_frames))
+        print(export_run(args.run_dir, args.out, face_crop=args.face_crop, num_frames=args.num_frames,
+                         prior_correction=args.prior_correction, temperature=args.temperature, tta=args.tta))
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -196,7 +196,9 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
     if transform is None:
         # uint8 clips: made float and normalised on the device (dfer.data.transforms.to_model_input)
         transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
-                                     pad=d.pad, uint8=True, face_crop=d.face_crop, grey=d.grey)
+                                     pad=d.pad, uint8=True, face_crop=d.face_crop, grey=d.grey, erase=d.erase,
+                                     erase_scale=tuple(d.erase_scale), rotate=d.rotate, scale_jitter=d.scale_jitter,
+                                     jitter=d.jitter)
     # clips that fail the disk check are dropped (and listed) before this point; a clip that
     # still fails to decode mid-run stops the run unless the user asked to skip bad clips
     return ClipDataset(table, sampler, transform, seed=cfg.seed,

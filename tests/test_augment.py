@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from dfer.data.augment import (ERASE_RATIO, ERASE_SCALE, brightness_contrast, brightness_contrast_factors,
@@ -281,3 +283,25 @@ def test_the_configs_default_erase_scale_is_the_transforms():
     from dfer.config import DataConfig
 
     assert DataConfig().erase_scale == list(ERASE_SCALE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.sampled_from(["erase", "rotate", "scale_jitter", "jitter", "erase_scale"]),
+       values=st.lists(st.floats(min_value=-2, max_value=400, allow_nan=False), min_size=1, max_size=2))
+def test_what_the_config_accepts_is_what_the_transforms_accept(key, values):
+    """A value read from a config builds a training transform; one the config refuses (one
+    line naming the setting), the transforms refuse too: the two checks cannot drift apart."""
+    from dfer.config import load_config
+    from dfer.data.splits import data_transform
+
+    value = values if key == "erase_scale" else values[0]
+    text = f"[{', '.join(map(repr, values))}]" if key == "erase_scale" else repr(value)
+    erase = {"erase": 1.0} if key == "erase_scale" else {}  # erase_scale counts only where erasing is on
+    try:
+        cfg = load_config(None, [f"data.{key}={text}", *(f"data.{k}={v}" for k, v in erase.items())])
+    except ConfigError as e:
+        assert str(e).startswith(f"data.{key} must be") and "\n" not in str(e)
+        with pytest.raises(ConfigError):
+            build_transforms(True, size=32, crop="pad", **{key: value, **erase})
+    else:
+        data_transform(cfg.data, train=True)(clip_of(t=1, h=32, w=32), g(0))

@@ -217,7 +217,7 @@ class RandomErase:
 
     def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
         clip = as_clip_tensor(clip)
-        if not torch.rand(1, generator=generator).item() < self.p:
+        if torch.rand(1, generator=generator).item() >= self.p:
             return clip
         top, left, h, w = erase_box(clip.shape[-2], clip.shape[-1], generator, self.scale, self.ratio)
         value = torch.tensor(self.value, dtype=clip.dtype).view(-1, 1, 1)

@@ -15,7 +15,7 @@ from scipy import stats
 
 from dfer.data.augment import (ERASE_RATIO, ERASE_SCALE, brightness_contrast, brightness_contrast_factors,
                                erase_box, rotate_scale)
-from dfer.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, RandomBrightnessContrast, RandomErase,
+from dfer.data.transforms import (IMAGENET_MEAN, RandomBrightnessContrast, RandomErase,
                                   RandomRotateScale, build_transforms, to_model_input)
 from dfer.errors import ConfigError
 

@@ -156,9 +156,10 @@ class RandomHorizontalFlip:
 
 class RandomRotateScale:
     """Rotate every frame by one angle ~ U(-``rotate``, ``rotate``) degrees (clockwise on
-    screen when positive, torchvision's ``affine``) and scale it by one factor ~ U(1 - ``scale_jitter``, 1 + ``scale_jitter``) about its
-    centre: one bilinear affine warp per frame, zeros where the warp leaves the frame (as
-    the pad crop's border). Draws (:func:`dfer.data.augment.rotate_scale`) once per clip."""
+    screen when positive, as torchvision's ``affine``) and scale it by one factor
+    ~ U(1 - ``scale_jitter``, 1 + ``scale_jitter``) about its centre: one bilinear affine
+    warp per frame, zeros where the warp uncovers the frame (as the pad crop's border).
+    Draws (:func:`dfer.data.augment.rotate_scale`) once per clip."""
 
     def __init__(self, rotate: float = 0.0, scale_jitter: float = 0.0):
         if not 0 <= rotate <= 180:

@@ -47,6 +47,8 @@ class _DataRead(Exception):
     (["data.num_frames=100000"], "data.num_frames must be at most 1024, got 100000"),
     (["threads=100000"], "threads must be at most 1024, got 100000"),
     (["data.num_workers=100000"], "data.num_workers must be at most 1024, got 100000"),
+    (["data.erase=2"], "data.erase must be a probability in [0, 1], got 2.0"),
+    (["data.erase_scale=[0.5, 0.2]"], "data.erase_scale must be two fractions in (0, 1], low <= high, got [0.5, 0.2]"),
     (["data.source.options={classes: 5}"], "data.source.options: corpus kind 'dfew': option classes expects str or "
                                            "a list, got 5"),
     (["data.source.options={frames: 5}"], "data.source.options: corpus kind 'dfew': option frames expects str, "

@@ -47,6 +47,18 @@ def test_overrides_go_through_the_same_typed_path(tmp_path):
     ("data.pad=2.5", r"config\.data\.pad: expected an integer"),
     ("data.ties=majority", r"data\.ties must be drop, first or random \(or unset\), got 'majority'"),
     ("data.ties=true", r"data\.ties"),
+    ("data.erase=1.5", r"data\.erase must be a probability in \[0, 1\], got 1\.5"),
+    ("data.erase=-0.1", r"data\.erase must be a probability in \[0, 1\], got -0\.1"),
+    ("data.erase_scale=[0.3, 0.1]", r"data\.erase_scale must be two fractions in \(0, 1\], low <= high, "
+                                    r"got \[0\.3, 0\.1\]"),
+    ("data.erase_scale=[0.1]", r"data\.erase_scale must be two fractions"),
+    ("data.erase_scale=[0, 0.2]", r"data\.erase_scale must be two fractions"),
+    ("data.erase_scale=[0.1, 1.5]", r"data\.erase_scale must be two fractions"),
+    ("data.rotate=-5", r"data\.rotate must be degrees in \[0, 180\], got -5\.0"),
+    ("data.rotate=361", r"data\.rotate must be degrees in \[0, 180\], got 361\.0"),
+    ("data.scale_jitter=1", r"data\.scale_jitter must be in \[0, 1\), got 1\.0"),
+    ("data.jitter=1.2", r"data\.jitter must be in \[0, 1\], got 1\.2"),
+    ("data.jitter=strong", r"config\.data\.jitter: expected a number, got 'strong'"),
     # numbers outside the range in which they mean something
     ("eval.every=0", r"eval\.every must be >= 1, got 0"),
     ("log_every=0", r"log_every must be >= 1, got 0"),
@@ -98,6 +110,20 @@ def test_still_face_settings_and_their_defaults():
     recipe = load_config(ROOT / "configs" / "ferplus" / "still_face.yaml")
     assert (recipe.data.crop, recipe.data.ties, recipe.data.source.val_split) == ("pad", "first", "val")
     assert load_config(None, ["data.ties=first", "data.ties=null"]).data.ties is None  # unset again
+
+
+def test_the_stronger_augmentation_is_off_unless_asked_for_and_names_its_runs():
+    augment = ("erase", "rotate", "scale_jitter", "jitter")
+    for cfg in (RunConfig(), load_config(ROOT / "configs" / "ferplus" / "still_face.yaml")):
+        assert [getattr(cfg.data, k) for k in augment] == [0, 0, 0, 0] and cfg.data.erase_scale == [0.02, 0.25]
+        assert "aug" not in cfg.run_name()
+    plain = to_dict(load_config(ROOT / "configs" / "ferplus" / "still_face.yaml"))
+    strong = load_config(ROOT / "configs" / "ferplus" / "still_face_strong_aug.yaml")
+    assert [getattr(strong.data, k) for k in augment] == [0.5, 10, 0.1, 0.2]
+    assert {**to_dict(strong), "data": {**to_dict(strong)["data"], **{k: 0.0 for k in augment}}} == plain
+    assert strong.run_name() == "tsm_resnet18_soft_aug-e0.5-r10-s0.1-j0.2_ferplus-test"
+    cfg = load_config(None, ["data.erase=0.25", "data.erase_scale=[0.1, 0.1]"])
+    assert cfg.run_name() == "tsm_resnet18_midas-a0.4_aug-e0.25_dfew-fold1" and cfg.data.erase_scale == [0.1, 0.1]
 
 
 def test_bad_yaml_names_the_file(tmp_path):
@@ -242,6 +268,8 @@ def test_a_config_saved_before_a_setting_existed_hashes_like_the_same_config_tod
     cfg = load_config(None, ["optim.lr=0.01", "robust.enabled=true", "robust.hard_weight=1"])
     old = to_dict(cfg)
     del old["robust"]["max_frames"], old["data"]["scales"]  # as if saved before these settings were added
+    for key in ("erase", "erase_scale", "rotate", "scale_jitter", "jitter"):
+        del old["data"][key]
     assert config_hash(saved_config(old)) == config_hash(cfg)
     # a changed value still changes the hash; a key dfer no longer knows does not read at all
     changed = to_dict(cfg)

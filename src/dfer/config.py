@@ -270,6 +270,18 @@ class DataConfig:
                                   expect="fractions in (0, 1]")
     pad: int = setting(4, range="[0, inf)", limit=MAX_SIZE)
     flip: bool = True
+    #: training only, each off at 0 (docs/still-faces.md): probability of random erasing, one
+    #: rectangle per clip filled with the normalisation's mean colour (zero as the model sees it)
+    erase: float = setting(0.0, range="[0, 1]", expect="a probability in [0, 1]")
+    #: area of the erased rectangle, [low, high] fractions of the frame (dfer.data.augment.ERASE_SCALE)
+    erase_scale: list[float] = setting(factory=lambda: [0.02, 0.25], range="(0, 1]",
+                                       expect="two fractions in (0, 1], low <= high")
+    #: largest rotation in degrees (angle uniform in [-rotate, rotate])
+    rotate: float = setting(0.0, range="[0, 180]", expect="degrees in [0, 180]")
+    #: largest relative change of scale (scale uniform in [1 - s, 1 + s]), one warp with the rotation
+    scale_jitter: float = setting(0.0, range="[0, 1)")
+    #: brightness and contrast factors uniform in [1 - j, 1 + j], alike for every channel (no colour)
+    jitter: float = setting(0.0, range="[0, 1]")
     #: centred fraction of every frame kept before the geometry (1.0: all of it); 0.65 of a
     #: ``dfer preprocess`` face is the framing of the shipped FER+ model and its trunk
     face_crop: float = setting(1.0, range="(0, 1]", expect="a fraction in (0, 1]")
@@ -287,9 +299,19 @@ class DataConfig:
     on_bad_clip: str = setting("error", choices=("error", "skip"), expect="'error' or 'skip'")
     check_disk: bool = True
 
+    def augmentation(self) -> str:
+        """The training augmentation beyond crop and flip, as a run's name gives it:
+        ``aug-e0.5-r10-s0.1-j0.2`` (erase, rotate, scale_jitter, jitter; those set), or ``""``."""
+        on = [f"{k}{v:g}" for k, v in (("e", self.erase), ("r", self.rotate), ("s", self.scale_jitter),
+                                        ("j", self.jitter)) if v]
+        return "aug-" + "-".join(on) if on else ""
+
     def check(self, where: str) -> None:
         if not self.scales:
             raise ConfigError(f"{where}scales must be fractions in (0, 1], got []")
+        if len(self.erase_scale) != 2 or self.erase_scale[0] > self.erase_scale[1]:
+            raise ConfigError(f"{where}erase_scale must be two fractions in (0, 1], low <= high, got "
+                              f"{self.erase_scale!r}")
         try:
             classes = resolve_classes(self.classes)
         except DfeError as e:
@@ -520,7 +542,8 @@ class RunConfig:
         with ``cv``, the cross-validation's folder (``..._dfew-cv``), which does not depend
         on the folds a job runs. The training subset and a separate test corpus are part of
         it (``..._dfew-clear-fold1``, ``..._dfew-test_test-afew-val``), as is RDFER's policy for
-        noisy clips (``rdfer_resnet18_hard_robust-correct_dfew-fold1``), so two protocols do
+        noisy clips (``rdfer_resnet18_hard_robust-correct_dfew-fold1``) and the augmentation
+        beyond crop and flip (``..._soft_aug-e0.5-r10_ferplus-test``), so two protocols do
         not share a name."""
         if self.name:  # one folder name (declared with the field): out_dir/name is inside out_dir
             return self.name
@@ -531,6 +554,8 @@ class RunConfig:
         subset = "" if self.data.train_subset == "all" else f"-{self.data.train_subset}"
         if self.robust.enabled:  # RDFER's treatment of the noisy clips is part of the protocol
             mode += f"_robust-{self.robust.noisy_policy}"
+        if self.data.augmentation():
+            mode += f"_{self.data.augmentation()}"
         extra = "".join(f"+{t.kind}" for t in self.data.train_sources)
         test = ""
         if self.data.test_source is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.config import HARD_LABEL_MODES, RunConfig
+from dfer.config import HARD_LABEL_MODES, DataConfig, RunConfig
 from dfer.data.check import check_table
 from dfer.data.corpora.registry import load_source
 from dfer.data.dataset import ClipDataset
@@ -185,6 +185,16 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
     return Splits(classes, train, val, test, reports)
 
 
+def data_transform(d: DataConfig, train: bool):
+    """The input pipeline that the data settings ``d`` describe (:func:`build_transforms`),
+    for training or test. uint8 clips: made float and normalised on the device
+    (:func:`dfer.data.transforms.to_model_input`)."""
+    return build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop, pad=d.pad,
+                            uint8=True, face_crop=d.face_crop, grey=d.grey, erase=d.erase,
+                            erase_scale=tuple(d.erase_scale), rotate=d.rotate, scale_jitter=d.scale_jitter,
+                            jitter=d.jitter)
+
+
 def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int = 1, sampler=None, transform=None):
     """The dataset of ``table`` as ``cfg`` samples and transforms it; ``transform`` replaces
     the config's (a model with its own input pipeline, e.g. the shipped one)."""
@@ -194,9 +204,7 @@ def make_dataset(table: ClipTable, cfg: RunConfig, train: bool, num_clips: int =
                    MultiClipSampler(d.num_frames, num_clips) if num_clips > 1 else
                    SegmentSampler(d.num_frames, mode="test"))
     if transform is None:
-        # uint8 clips: made float and normalised on the device (dfer.data.transforms.to_model_input)
-        transform = build_transforms(train=train, size=d.size, scales=tuple(d.scales), flip=d.flip, crop=d.crop,
-                                     pad=d.pad, uint8=True, face_crop=d.face_crop, grey=d.grey)
+        transform = data_transform(d, train)
     # clips that fail the disk check are dropped (and listed) before this point; a clip that
     # still fails to decode mid-run stops the run unless the user asked to skip bad clips
     return ClipDataset(table, sampler, transform, seed=cfg.seed,

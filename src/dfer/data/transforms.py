@@ -6,6 +6,9 @@ multi-scale crop that TSM-based work means by random scaling: crop height and wi
 each drawn from ``scales`` x the short side (at most ``max_distort`` scale steps apart),
 placed at a random or a fixed grid position, and resized to ``size``. Flip, resize, centre
 crop and normalisation complete the pipeline; :func:`build_transforms` assembles it.
+Stronger, opt-in training augmentation for small faces (random erasing, rotation and
+scale, brightness and contrast without colour) draws its parameters in
+:mod:`dfer.data.augment`.
 
 Every transform takes a clip as uint8 numpy (T, H, W, 3) (what :mod:`dfer.data.decode`
 returns) or a tensor (T, C, H, W) (any leading dims, via torchvision's ``...`` handling)
@@ -23,10 +26,13 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from dfer.data.augment import (ERASE_RATIO, ERASE_SCALE, brightness_contrast, brightness_contrast_factors,
+                               erase_box, randint, rotate_scale)
 from dfer.errors import ConfigError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "as_clip_tensor", "RandomScaleCrop", "RandomHorizontalFlip",
-           "RandomPadCrop", "Resize", "CenterCrop", "CentreFraction", "Grey", "ToClipTensor", "Normalize", "Compose", "build_transforms", "AsUint8Clip",
+           "RandomPadCrop", "RandomRotateScale", "RandomBrightnessContrast", "RandomErase", "Resize", "CenterCrop",
+           "CentreFraction", "Grey", "ToClipTensor", "Normalize", "Compose", "build_transforms", "AsUint8Clip",
            "to_model_input"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,11 +51,6 @@ def as_clip_tensor(clip) -> torch.Tensor:
             raise ValueError(f"Expected a clip tensor of shape (T, C, H, W), got {tuple(clip.shape)}")
         return clip
     raise TypeError(f"Expected a numpy array or torch.Tensor clip, got {type(clip).__name__}")
-
-
-def _randint(high: int, generator: torch.Generator | None) -> int:
-    """Uniform integer in [0, high)."""
-    return int(torch.randint(high, (1,), generator=generator).item())
 
 
 class RandomScaleCrop:
@@ -78,17 +79,17 @@ class RandomScaleCrop:
     def params(self, height: int, width: int, generator: torch.Generator | None) -> tuple[int, int, int, int]:
         """(top, left, crop_h, crop_w) for a frame of ``height`` x ``width``."""
         base = min(height, width)
-        i, j = self.pairs[_randint(len(self.pairs), generator)]
+        i, j = self.pairs[randint(len(self.pairs), generator)]
         crop_h = max(1, int(base * self.scales[i]))
         crop_w = max(1, int(base * self.scales[j]))
         dh, dw = height - crop_h, width - crop_w
         if not self.fix_crop:
-            return _randint(dh + 1, generator), _randint(dw + 1, generator), crop_h, crop_w
+            return randint(dh + 1, generator), randint(dw + 1, generator), crop_h, crop_w
         q_h, q_w = dh // 4, dw // 4
         grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2),  # corners and centre
                 (0, 2), (4, 2), (2, 0), (2, 4),  # edge midpoints
                 (1, 1), (1, 3), (3, 1), (3, 3)]  # quarter points
-        gy, gx = grid[_randint(len(grid), generator)]
+        gy, gx = grid[randint(len(grid), generator)]
         return gy * q_h, gx * q_w, crop_h, crop_w
 
     def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -119,7 +120,7 @@ class RandomPadCrop:
     def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
         clip = as_clip_tensor(clip)
         h, w = clip.shape[-2:]
-        top, left = _randint(2 * self.pad + 1, generator), _randint(2 * self.pad + 1, generator)
+        top, left = randint(2 * self.pad + 1, generator), randint(2 * self.pad + 1, generator)
         # the frame's own size cut from the zero-padded frame at (top, left): out[y, x] =
         # frame[y + dy, x + dx], zero outside; one copy of the overlap, no padded frame
         dy, dx = top - self.pad, left - self.pad
@@ -151,6 +152,80 @@ class RandomHorizontalFlip:
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomRotateScale:
+    """Rotate every frame by one angle ~ U(-``rotate``, ``rotate``) degrees (clockwise on
+    screen when positive, as torchvision's ``affine``) and scale it by one factor
+    ~ U(1 - ``scale_jitter``, 1 + ``scale_jitter``) about its centre: one bilinear affine
+    warp per frame, zeros where the warp uncovers the frame (as the pad crop's border).
+    Draws (:func:`dfer.data.augment.rotate_scale`) once per clip."""
+
+    def __init__(self, rotate: float = 0.0, scale_jitter: float = 0.0):
+        if not 0 <= rotate <= 180:
+            raise ConfigError(f"rotate must be degrees in [0, 180], got {rotate}")
+        if not 0 <= scale_jitter < 1:
+            raise ConfigError(f"scale_jitter must be in [0, 1), got {scale_jitter}")
+        self.rotate, self.scale_jitter = float(rotate), float(scale_jitter)
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        angle, scale = rotate_scale(self.rotate, self.scale_jitter, generator)
+        if angle == 0 and scale == 1:
+            return clip
+        # fill=None: grid_sample's zero padding, blended bilinearly at the border
+        return F.affine(clip, angle=angle, translate=[0.0, 0.0], scale=scale, shear=[0.0, 0.0],
+                        interpolation=F.InterpolationMode.BILINEAR, fill=None)
+
+    def __repr__(self) -> str:
+        return f"RandomRotateScale(rotate={self.rotate}, scale_jitter={self.scale_jitter})"
+
+
+class RandomBrightnessContrast:
+    """Brightness and contrast factors ~ U(1 - ``jitter``, 1 + ``jitter``), drawn once per
+    clip and applied alike to every frame and channel
+    (:func:`dfer.data.augment.brightness_contrast`): photometric jitter that adds no colour,
+    for grey faces."""
+
+    def __init__(self, jitter: float = 0.0):
+        if not 0 <= jitter <= 1:
+            raise ConfigError(f"jitter must be in [0, 1], got {jitter}")
+        self.jitter = float(jitter)
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        return brightness_contrast(clip, *brightness_contrast_factors(self.jitter, generator))
+
+    def __repr__(self) -> str:
+        return f"RandomBrightnessContrast(jitter={self.jitter})"
+
+
+class RandomErase:
+    """With probability ``p`` (one draw per clip), fill one rectangle
+    (:func:`dfer.data.augment.erase_box`: area fraction in ``scale``, aspect in ``ratio``)
+    at the same place in every frame with ``value``, one number per channel in the clip's
+    own units. :func:`build_transforms` gives the normalisation's mean colour in uint8, so
+    after normalisation the rectangle is zero to within uint8 rounding."""
+
+    def __init__(self, p: float, value: Sequence[float], scale: Sequence[float] = ERASE_SCALE,
+                 ratio: Sequence[float] = ERASE_RATIO):
+        if not 0 <= p <= 1:
+            raise ConfigError(f"erase must be a probability in [0, 1], got {p}")
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ConfigError(f"erase_scale must be two fractions 0 < low <= high <= 1, got {list(scale)}")
+        self.p, self.value = float(p), tuple(float(v) for v in value)
+        self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
+
+    def __call__(self, clip, generator: torch.Generator | None = None) -> torch.Tensor:
+        clip = as_clip_tensor(clip)
+        if torch.rand(1, generator=generator).item() >= self.p:
+            return clip
+        top, left, h, w = erase_box(clip.shape[-2], clip.shape[-1], generator, self.scale, self.ratio)
+        value = torch.tensor(self.value, dtype=clip.dtype).view(-1, 1, 1)
+        return F.erase(clip, top, left, h, w, value)
+
+    def __repr__(self) -> str:
+        return f"RandomErase(p={self.p}, value={self.value}, scale={self.scale}, ratio={self.ratio})"
 
 
 class Resize:
@@ -291,7 +366,8 @@ class Compose:
 def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN_SCALES, flip: bool = True,
                      mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                      crop: str = "scale", pad: int = 4, uint8: bool = False, face_crop: float = 1.0,
-                     grey: bool = False) -> Compose:
+                     grey: bool = False, erase: float = 0.0, erase_scale: Sequence[float] = ERASE_SCALE,
+                     rotate: float = 0.0, scale_jitter: float = 0.0, jitter: float = 0.0) -> Compose:
     """The MIDAS input pipeline, uint8 (T, H, W, 3) -> normalised float32 (T, 3, size, size).
 
     With ``uint8`` it stops after the geometry and returns uint8 (T, 3, size, size): dfer's
@@ -302,6 +378,13 @@ def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN
     Train: random scale crop (``crop="scale"``: ``scales`` of the short side) or random
     translation (``crop="pad"``: :class:`RandomPadCrop` by ``pad`` pixels, for still faces)
     -> ``size`` x ``size``, random horizontal flip (``flip``), to [0, 1], normalise.
+    Stronger augmentation, training only, each off at 0: ``jitter`` (brightness and
+    contrast, :class:`RandomBrightnessContrast`) on the framed face before the crop, so the
+    crop's zero border stays zero; ``rotate`` / ``scale_jitter`` (:class:`RandomRotateScale`)
+    after the crop; ``erase`` (:class:`RandomErase`, area fractions ``erase_scale``) last,
+    with the colour the normalisation maps to zero (``mean`` in uint8; ImageNet's with
+    ``uint8``). All of it runs on uint8 before the float conversion, so the two pipelines
+    stay bit-identical.
     Test: short side to ``size``, centre
     crop ``size`` x ``size`` (the whole face, as the scale-1 training crop), to [0, 1],
     normalise.
@@ -315,14 +398,20 @@ def build_transforms(train: bool, size: int = 224, scales: Sequence[float] = TSN
         raise ConfigError(f"size must be >= 1, got {size}")
     if crop not in ("scale", "pad"):
         raise ConfigError(f"crop must be 'scale' or 'pad', got {crop!r}")
-    if train and crop == "pad":
-        ops = [RandomPadCrop(size, pad)] + ([RandomHorizontalFlip()] if flip else [])
-        hint = int(size)
-    elif train:
-        ops = [RandomScaleCrop(size, scales)] + ([RandomHorizontalFlip()] if flip else [])
-        # the smallest crop (min scale x short side) is resized up to `size`; decoding
-        # below size / min_scale would throw away pixels the crop needs
-        hint = math.ceil(size / min(scales))
+    if train:
+        if crop == "pad":
+            ops, hint = [RandomPadCrop(size, pad)], int(size)
+        else:
+            # the smallest crop (min scale x short side) is resized up to `size`; decoding
+            # below size / min_scale would throw away pixels the crop needs
+            ops, hint = [RandomScaleCrop(size, scales)], math.ceil(size / min(scales))
+        # off at 0: not in the pipeline, so a run without them draws exactly as before
+        ops = (([RandomBrightnessContrast(jitter)] if jitter else []) + ops
+               + ([RandomRotateScale(rotate, scale_jitter)] if rotate or scale_jitter else [])
+               + ([RandomHorizontalFlip()] if flip else []))
+        if erase:
+            fill = [round(255 * m) for m in (IMAGENET_MEAN if uint8 else mean)]
+            ops.append(RandomErase(erase, fill, erase_scale))
     else:
         ops = [Resize(size), CenterCrop(size)]
         hint = int(size)

@@ -44,7 +44,8 @@ def test_auto_on_the_cpu_measures_on_a_copy_and_leaves_the_run_untouched():
     rng = torch.get_rng_state()
     p = choose_precision("auto", model, CPU, SHAPE, 7)
     assert p.how == "measured" and p.name in ("fp32", "bf16")
-    assert set(p.seconds_per_step) == {"fp32", "bf16"} and all(t > 0 for t in p.seconds_per_step.values())
+    assert set(p.seconds_per_step) == {"fp32", "fp32+channels_last", "bf16"}
+    assert all(t > 0 for t in p.seconds_per_step.values())
     # weights, batch-norm statistics (num_batches_tracked too), layout and the random stream are the run's own
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -53,13 +54,25 @@ def test_auto_on_the_cpu_measures_on_a_copy_and_leaves_the_run_untouched():
     assert all(p_.grad is None for p_ in model.parameters())
 
 
-@pytest.mark.parametrize("fp32, bf16, chosen", [(1.0, 0.89, "bf16"), (1.0, 0.95, "fp32"), (1.0, 12.0, "fp32")])
-def test_auto_keeps_bf16_only_when_it_is_clearly_faster(monkeypatch, fp32, bf16, chosen):
-    times = iter([fp32, bf16])
-    monkeypatch.setattr(precision_mod, "step_seconds", lambda *a, **k: next(times))
+@pytest.mark.parametrize("fp32, fp32_cl, bf16, chosen, layout", [
+    (1.0, 1.0, 0.89, "bf16", True), (1.0, 1.0, 0.95, "fp32", False), (1.0, 1.0, 12.0, "fp32", False),
+    (1.0, 0.85, 0.8, "fp32", True),   # bf16 must beat the better fp32 layout, not the contiguous one
+    (1.0, 0.85, 0.7, "bf16", True), (1.0, 0.96, 12.0, "fp32", False),  # a layout gain within noise is not kept
+])
+def test_auto_keeps_the_layout_and_bf16_only_when_clearly_faster(monkeypatch, fp32, fp32_cl, bf16, chosen, layout):
+    calls = []
+
+    def fake(model, shape, num_classes, dtype, **k):
+        weight = next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+        cl = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        calls.append((cl, dtype))
+        return {(False, None): fp32, (True, None): fp32_cl, (True, torch.bfloat16): bf16}[(cl, dtype)]
+
+    monkeypatch.setattr(precision_mod, "step_seconds", fake)
     p = choose_precision("auto", tiny_model(), CPU, SHAPE, 7)
-    assert p.name == chosen and p.channels_last == (chosen == "bf16")
-    assert p.seconds_per_step == {"fp32": fp32, "bf16": bf16}
+    assert sorted(calls, key=str) == sorted([(False, None), (True, None), (True, torch.bfloat16)], key=str)
+    assert p.name == chosen and p.channels_last == layout
+    assert p.seconds_per_step == {"fp32": fp32, "fp32+channels_last": fp32_cl, "bf16": bf16}
 
 
 def test_a_slow_bf16_is_given_up_after_its_warm_up():
@@ -133,15 +146,15 @@ def test_a_run_records_its_precision_and_a_resume_keeps_it(synthetic_dfew, tmp_p
 
     def fake_step_seconds(model, shape, num_classes, dtype, **k):
         measured.append((shape, dtype))
-        return 1.0 if dtype is None else 2.0
+        return {1: 1.0, 2: 1.5, 3: 2.0}[len(measured)]  # fp32, fp32 channels-last, bf16
 
     monkeypatch.setattr(precision_mod, "step_seconds", fake_step_seconds)
     run_dir = train(cfg, stop_after_epochs=1)
     # measured once per precision at one process's batch of the run's clips
-    assert measured == [((8, 4, 3, 32, 32), None), ((8, 4, 3, 32, 32), torch.bfloat16)]
+    assert measured == [((8, 4, 3, 32, 32), None), ((8, 4, 3, 32, 32), None), ((8, 4, 3, 32, 32), torch.bfloat16)]
     record = json.loads((run_dir / "precision.json").read_text())
     assert record == {"name": "fp32", "channels_last": False, "how": "measured",
-                      "seconds_per_step": {"fp32": 1.0, "bf16": 2.0}}
+                      "seconds_per_step": {"fp32": 1.0, "fp32+channels_last": 1.5, "bf16": 2.0}}
     # resumed: read back, never measured again
     monkeypatch.setattr(precision_mod, "step_seconds", lambda *a, **k: pytest.fail("measured on resume"))
     train(cfg)

@@ -243,7 +243,8 @@ def test_shipped_model_input_is_the_centre_crop_of_the_aligned_face_in_grey():
 def test_a_run_trained_by_the_user_keeps_its_colour_and_whole_face(tmp_path):
     run_bundle = load_model(run=str(write_random_run(tmp_path / "run")), device="cpu")
     assert run_bundle.grey is False and run_bundle.face_crop == 1.0
-    assert set(run_bundle.source) == {"run", "which", "model", "size", "num_frames"}  # the report as before
+    assert set(run_bundle.source) == {"run", "which", "model", "size", "num_frames", "answer"}
+    assert run_bundle.source["answer"] == {"prior_correction": 0.0, "temperature": 1.0, "tta": "none", "prior": None}
     face = np.random.default_rng(2).integers(0, 256, (1, 256, 256, 3), dtype=np.uint8)
     out = input_transform(run_bundle)(face)
     torch.testing.assert_close(out, build_transforms(train=False, size=32)(face), rtol=0, atol=0)

@@ -7,11 +7,14 @@
 - ``fp16``: autocast to float16 with a gradient scaler; CUDA only.
 - ``auto``: on CUDA, bf16 where the GPU has it, else fp16 (mixed precision). On the CPU,
   measured: a few training steps of the run's own model at the run's own input shape in
-  fp32 and in bf16 + channels-last, on a copy of the model (the run's weights, batch-norm
-  statistics and random streams are untouched); bf16 is kept only if it is at least
-  :data:`MIN_GAIN` faster. The same model at 48 px ran 1.2x faster in bf16 on an Intel Xeon
-  with AMX and 10-15x slower on an AMD EPYC without native bf16: only a measurement
-  decides.
+  fp32, in fp32 with the convolutions' weights channels-last, and in bf16 + channels-last,
+  on copies of the model (the run's weights, batch-norm statistics and random streams are
+  untouched). The channels-last layout is kept in fp32 if it takes at most
+  :data:`LAYOUT_GAIN` of the contiguous layout's time (the same arithmetic in another
+  order: a free gain); bf16 only if it takes at most :data:`MIN_GAIN` of the better fp32's.
+  The same model at 48 px ran 1.2x faster in bf16 on an Intel Xeon with AMX and 10-15x
+  slower on an AMD EPYC without native bf16, where fp32 with channels-last weights ran
+  1.17x faster than contiguous at 64 px and 1.06x at 48: only a measurement decides.
 
 The choice, how it was made and the timings go to the run's ``precision.json``; a resumed
 run reads it back and computes as it began, wherever it resumes. A run that began before
@@ -37,6 +40,8 @@ from dfer.losses import soft_target_cross_entropy
 
 #: bf16 must take at most this share of fp32's time per step for ``auto`` to choose it
 MIN_GAIN = 0.9
+#: fp32 with channels-last weights must take at most this share of the contiguous layout's time
+LAYOUT_GAIN = 0.95
 #: the run's record of its precision
 RECORD_NAME = "precision.json"
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -103,15 +108,20 @@ def step_seconds(model: torch.nn.Module, shape: tuple[int, ...], num_classes: in
 
 
 def measure_cpu(model: torch.nn.Module, shape: tuple[int, ...], num_classes: int) -> Precision:
-    """``auto`` on the CPU: time fp32 and bf16 + channels-last on copies of ``model`` and
-    keep the faster (bf16 only if at most :data:`MIN_GAIN` of fp32's time)."""
+    """``auto`` on the CPU: time fp32 (contiguous and channels-last weights) and bf16 +
+    channels-last on copies of ``model`` and keep the fastest (see the module docstring)."""
     with torch.random.fork_rng(devices=[]):  # dropout draws here leave the run's stream alone
         fp32 = step_seconds(copy.deepcopy(model).train(), shape, num_classes, None)
+        fp32_cl = step_seconds(channels_last(copy.deepcopy(model)).train(), shape, num_classes, None,
+                               give_up_after=3 * fp32)
         bf16 = step_seconds(channels_last(copy.deepcopy(model)).train(), shape, num_classes, torch.bfloat16,
-                            give_up_after=3 * fp32)
-    name = "bf16" if bf16 <= MIN_GAIN * fp32 else "fp32"
-    return Precision(name, channels_last=name == "bf16", how="measured",
-                     seconds_per_step={"fp32": round(fp32, 4), "bf16": round(bf16, 4)})
+                            give_up_after=3 * min(fp32, fp32_cl))
+    layout = fp32_cl <= LAYOUT_GAIN * fp32
+    best = fp32_cl if layout else fp32
+    name = "bf16" if bf16 <= MIN_GAIN * best else "fp32"
+    return Precision(name, channels_last=name == "bf16" or layout, how="measured",
+                     seconds_per_step={"fp32": round(fp32, 4), "fp32+channels_last": round(fp32_cl, 4),
+                                       "bf16": round(bf16, 4)})
 
 
 def choose_precision(setting: str, model: torch.nn.Module, device: torch.device, shape: tuple[int, ...],

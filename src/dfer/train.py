@@ -201,7 +201,8 @@ def _precision(cfg: RunConfig, info: DistInfo, device: torch.device, model: torc
         write_record(run_dir, chosen[0])
         if chosen[0].how == "measured":
             times = ", ".join(f"{k} {v:.3f} s" for k, v in chosen[0].seconds_per_step.items())
-            print(f"{run_dir}: precision {chosen[0].name} (measured a training step: {times})")
+            layout = ", channels-last weights" if chosen[0].channels_last else ""
+            print(f"{run_dir}: precision {chosen[0].name}{layout} (measured a training step: {times})")
     if info.enabled:
         torch.distributed.broadcast_object_list(chosen, src=0)
     return chosen[0]

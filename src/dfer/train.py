@@ -47,12 +47,13 @@ from dfer.inference import channels_last
 from dfer.io import atomic_path, exclusive_folder, is_regular_file
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
-from dfer.mixing import BatchMixer, one_hot
+from dfer.mixing import BatchMixer
 from dfer.precision import Precision, choose_precision, read_record, write_record
 from dfer.models import create_model
 from dfer.models.weights import load_ferplus_classifier
 from dfer.robust.learner import RobustLearner
 from dfer.rundir import RUN_FILES, RUN_KIND, evaluation_files, is_earlier_run, refuse_folders_in_the_way
+from dfer.targets import batch_targets
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0, schedule: str = "cosine") -> float:
@@ -399,10 +400,8 @@ def _train_step(run: _Run, batch: dict) -> tuple[torch.Tensor, float]:
         clip, target = mixed.clip, mixed.target
         if weight is not None:  # a mixed clip weighs what its two sources weigh, by λ
             weight = mixed.lam * weight + (1 - mixed.lam) * weight[mixed.partner]
-    elif cfg.label_mode == "hard":
-        target = one_hot(label, len(run.splits.classes))  # DataError naming the batch positions without a label
-    else:
-        target = soft
+    else:  # hard: one-hot rows (DataError naming the batch positions without a label); soft: as they are
+        target = batch_targets(cfg.label_mode, soft, label, len(run.splits.classes))
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         logits = run.model(clip)
     loss = soft_target_cross_entropy(logits.float(), target, weight=weight)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.config import HARD_LABEL_MODES, RunConfig
+from dfer.config import RunConfig
 from dfer.data.check import check_table
 from dfer.data.corpora.registry import load_source
 from dfer.data.dataset import ClipDataset
@@ -19,6 +19,7 @@ from dfer.data.transforms import build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
 from dfer.metrics import clear_mask
+from dfer.targets import HARD_LABEL_MODES
 
 
 def load_source_table(source, classes: tuple[str, ...]) -> ClipTable:

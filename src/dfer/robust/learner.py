@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dfer.config import HARD_LABEL_MODES, RobustConfig
+from dfer.config import RobustConfig
 from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
 from dfer.data.dataset import build_loader, item_seed
 from dfer.data.decode import num_frames_of
@@ -46,6 +46,7 @@ from dfer.io import atomic_path
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, SPLIT_NAMES, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
 from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_scores
+from dfer.targets import HARD_LABEL_MODES, hard_or_soft
 
 CSV_FIELDS = ["epoch", "passes", "skipped", "label_uar", "clean", "hard", "noisy", "mean_agreement", "mean_weight",
               "noisy_precision", "noisy_recall", "hard_precision", "hard_recall", "truth_noisy", "truth_hard"]
@@ -289,12 +290,7 @@ class RobustLearner:
     def _target(self, hard_labels: bool) -> torch.Tensor:
         """(N, C) what the split compares with: one-hot hard labels (videos without one keep
         their soft label) or the soft labels."""
-        if not hard_labels:
-            return self.soft0
-        has = self.label0 >= 0
-        target = self.soft0.clone()
-        target[has] = torch.nn.functional.one_hot(self.label0[has], self.num_classes).float()
-        return target
+        return hard_or_soft(self.label0, self.soft0) if hard_labels else self.soft0
 
     def _write_samples(self, path: Path) -> None:
         rows = []

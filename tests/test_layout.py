@@ -116,8 +116,8 @@ def test_a_run_directory_is_known_and_its_models_loaded_in_dfer_rundir_only():
     shipped file, have one home (dfer.rundir): no other module spells a run file's name or
     builds a model from saved weights. dfer train restores its own checkpoint to resume, and
     dfer.models reads a trunk's weights to start from, dfer.pretrained its own file."""
-    run_files = {"config.yaml", "classes.json", "metrics.csv", "results.json", "robust.csv", "checkpoints",
-                 "last.safetensors", "best.safetensors"}
+    run_files = {"config.yaml", "classes.json", "metrics.csv", "precision.json", "results.json", "robust.csv",
+                 "checkpoints", "cache", "last.safetensors", "best.safetensors"}
     loaders = {"load_checkpoint": {"dfer.rundir", "dfer.train"}, "create_model_for_weights": {"dfer.rundir"},
                "read_pretrained": {"dfer.rundir", "dfer.models.weights", "dfer.pretrained"}}
     found = []

@@ -48,6 +48,8 @@ RESULTS_FILE = "results.json"
 ROBUST_FILE = "robust.csv"
 #: the folder of the run's checkpoints
 CHECKPOINTS = "checkpoints"
+#: the disk check's results (:func:`dfer.data.check.check_table`), reused when a run resumes
+CACHE_DIR = "cache"
 #: the checkpoints a run keeps: after every epoch, and at its best validation
 CHECKPOINT_NAMES = ("last", "best")
 
@@ -73,7 +75,7 @@ def is_earlier_run(folder: Path) -> bool:
     checkpoint, or, killed before its first epoch ended, beside its classes and the disk
     check's cache. A user's config.yaml alone is not a run."""
     return holds(folder, CONFIG_FILE, f"{CHECKPOINTS}/*.safetensors") or \
-        holds(folder, CONFIG_FILE, CLASSES_FILE, "cache/check-*.npz")
+        holds(folder, CONFIG_FILE, CLASSES_FILE, f"{CACHE_DIR}/check-*.npz")
 
 
 #: the files dfer train writes at the top of a run directory (besides checkpoints/ and cache/)

@@ -206,21 +206,17 @@ def read_epoch_log(path: Path, fields: Sequence[str], epochs_done: int,
     return lines[0], kept, len(kept) != len(lines) - 1 or len(lines) != len(data.splitlines())
 
 
-def checked_state(run_dir: Path, which: str, cfg: RunConfig) -> dict:
-    """The state of the run's ``which`` checkpoint, checked against the run's config (epoch,
+def check_states(run_dir: Path, which: str, cfg: RunConfig) -> None:
+    """Check the state of the run's ``which`` checkpoint against the run's config (epoch,
     step, best UAR, as :func:`dfer.checkpoint.resume_point` and
     :func:`dfer.checkpoint.best_point` read them) and, for ``best``, against its last
     checkpoint; one line naming the file and the field otherwise."""
     epochs = cfg.optim.epochs
     last_path = checkpoint_path(run_dir, "last")
-    last = None
-    if last_path.is_file():
-        last = resume_point(last_path, load_checkpoint_meta(last_path), epochs, None)
-    path = checkpoint_path(run_dir, which)
-    meta = load_checkpoint_meta(path)
+    last = resume_point(last_path, load_checkpoint_meta(last_path), epochs, None) if last_path.is_file() else None
     if which == "best":
-        best_point(path, meta, epochs, last)
-    return meta
+        path = checkpoint_path(run_dir, "best")
+        best_point(path, load_checkpoint_meta(path), epochs, last)
 
 
 # ---------------------------------------------------------------------- loading a model
@@ -231,7 +227,7 @@ def load_run(run_dir: str | os.PathLike, *, which: str | None = None, device: st
     """(model in eval mode, config, classes) of a finished or interrupted run.
 
     ``which`` is ``last`` or ``best`` (default: what the run's ``eval.select`` chose). The
-    checkpoint's state is checked against the run (:func:`checked_state`) before its
+    checkpoint's state is checked against the run (:func:`check_states`) before its
     weights are read.
     """
     run_dir = Path(run_dir)
@@ -246,7 +242,7 @@ def load_run(run_dir: str | os.PathLike, *, which: str | None = None, device: st
     ckpt = checkpoint_path(run_dir, which)
     if not ckpt.is_file():
         raise ConfigError(f"{run_dir}: no checkpoint {ckpt.name}")
-    checked_state(run_dir, which, cfg)
+    check_states(run_dir, which, cfg)
     model = create_model_for_weights(cfg.model.name, len(classes), dropout=cfg.model.dropout, **cfg.model.kwargs)
     load_checkpoint(ckpt, model)
     return model.to(device).eval(), cfg, classes

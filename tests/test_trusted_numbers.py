@@ -206,7 +206,9 @@ def test_resume_opens_only_a_regular_checkpoint_file(one_epoch_of_three, synthet
     (b"epoch,train_loss,val_uar,val_war,lr,clips_per_s,epoch_s\r\n1,0.5,,,0.1,1,1,9\r\n", ":2: 8 cells, expected 7"),
     (b"epoch,train_loss,val_uar,val_war,lr,clips_per_s,epoch_s\r\n1,low,,,0.1,1,1\r\n",
      ":2: train_loss 'low' is not a number"),
-], ids=["empty", "binary", "no-line", "header", "cells", "number"])
+    (b"epoch,train_loss,val_uar,val_war,lr,clips_per_s,epoch_s\r\n1,0.5,,,0.1,inf,1\r\n",
+     ":2: clips_per_s 'inf' is not a finite number"),
+], ids=["empty", "binary", "no-line", "header", "cells", "number", "infinite"])
 def test_a_metrics_csv_that_is_not_dfers_is_refused_not_replaced(content, message, one_epoch_of_three,
                                                                   synthetic_dfew, tmp_path, capsys):
     run = _copy(one_epoch_of_three, tmp_path / "run")

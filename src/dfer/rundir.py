@@ -198,7 +198,9 @@ def read_epoch_log(path: Path, fields: Sequence[str], epochs_done: int,
                 value = float(cell or 0)
             except ValueError:
                 raise refuse(number, f"{name} {cell!r:.40} is not a number") from None
-            if not (math.isfinite(value) and lo <= value <= hi and (not whole or value == int(value))):
+            if not math.isfinite(value):
+                raise refuse(number, f"{name} {cell!r:.40} is not a finite number")
+            if not (lo <= value <= hi and (not whole or value == int(value))):
                 kind = "a whole number" if whole else "a number"
                 raise refuse(number, f"{name} {cell!r:.40} is not {kind} in [{lo:g}, {hi:g}]")
         if epoch <= epochs_done:

@@ -164,6 +164,8 @@ def _run_one(job) -> dict:
 
     from dfer.config import RunConfig, from_dict
     from dfer.errors import ConfigError
+    from dfer.robust.learner import read_robust_log
+    from dfer.rundir import ROBUST_FILE
     from dfer.train import train
 
     torch.set_num_threads(a.threads)
@@ -186,8 +188,7 @@ def _run_one(job) -> dict:
            "uar": res["uar"], "war": res["war"], "seconds": round(time.perf_counter() - t0, 1),
            "train_seconds": round(train_s, 1)}
     if robust:
-        with open(run / "robust.csv", newline="") as f:
-            last = list(csv.DictReader(f))[-1]
+        last = read_robust_log(run / ROBUST_FILE, cfg.optim.epochs)[-1]  # one line on a damaged file
         for k in ("noisy_precision", "noisy_recall", "hard_precision", "hard_recall", "clean", "hard",
                   "noisy", "truth_noisy", "truth_hard"):
             row[k] = float(last[k]) if last.get(k) not in (None, "") else None

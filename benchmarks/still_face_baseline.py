@@ -167,7 +167,7 @@ def dfer_arm(root: Path, run_dir: Path, a: argparse.Namespace,
     what to report of the run)."""
     from dfer.config import load_config
     from dfer.emotions import FERPLUS8
-    from dfer.checkpoint import load_run
+    from dfer.rundir import load_run
     from dfer.evaluate import predict_table
     from dfer.data.splits import build_splits
     from dfer.train import train

@@ -77,7 +77,7 @@ def write_random_run(run_dir: Path, size: int = 32, num_frames: int = 2) -> Path
 
     import torch
 
-    from dfer.config import RunConfig, dump_config, from_dict
+    from dfer.config import RunConfig, config_hash, dump_config, from_dict
     from dfer.emotions import BASIC7
     from dfer.models import create_model
     from dfer.checkpoint import save_checkpoint
@@ -87,8 +87,10 @@ def write_random_run(run_dir: Path, size: int = 32, num_frames: int = 2) -> Path
     dump_config(cfg, run_dir / "config.yaml")
     (run_dir / "classes.json").write_text(json.dumps(list(BASIC7)))
     model = create_model(cfg.model.name, num_classes=len(BASIC7), dropout=cfg.model.dropout)
+    # the state dfer train writes after its first epoch (of one optimiser step)
     save_checkpoint(run_dir / "checkpoints" / "last.safetensors", model,
-                    torch.optim.SGD(model.parameters(), lr=0.1), None, None, {"epoch": 1})
+                    torch.optim.SGD(model.parameters(), lr=0.1), None, None,
+                    {"epoch": 1, "step": 1, "config_hash": config_hash(cfg), "best": -1.0, "finished": False})
     return run_dir
 
 

@@ -104,8 +104,12 @@ def _finished_run(bench, tmp_path, a, chash: str | None = None) -> Path:
               metadata={"dfer_state": json.dumps(state)})
     (run / "results.json").write_text(json.dumps({"uar": 0.5, "war": 0.6}))
     (run / "metrics.csv").write_text("epoch,epoch_s\n1,10.0\n2,12.5\n")
-    cols = "noisy_precision,noisy_recall,hard_precision,hard_recall,clean,hard,noisy,truth_noisy,truth_hard"
-    (run / "robust.csv").write_text(f"{cols}\n0.1,0.1,0.1,0.1,1,1,1,1,1\n0.79,0.76,0.3,0.4,600,50,123,128,100\n")
+    from dfer.robust.learner import CSV_FIELDS
+
+    # epoch,passes,skipped,label_uar,clean,hard,noisy,mean_agreement,mean_weight,noisy_precision,noisy_recall,
+    # hard_precision,hard_recall,truth_noisy,truth_hard: as RobustLearner.on_epoch_end writes it
+    (run / "robust.csv").write_text(",".join(CSV_FIELDS) + "\r\n1,1,0,0.5,1,1,1,0.9,1,0.1,0.1,0.1,0.1,1,1\r\n"
+                                    "2,2,0,0.6,600,50,123,0.8,0.9,0.79,0.76,0.3,0.4,128,100\r\n")
     return run
 
 

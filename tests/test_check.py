@@ -169,3 +169,36 @@ def test_check_cli(corpus, tmp_path, capsys):
     assert main(["data", "check", str(man), "--on-bad-clip", "skip", "--skipped-out", str(skipped)]) == 0
     assert "4 bad" in capsys.readouterr().out
     assert len(skipped.read_text().splitlines()) == 5
+
+
+def test_skipped_out_replaces_only_its_own_list_unless_told(corpus, tmp_path, capsys):
+    """--skipped-out names a file: a user's file there is refused in one line before the
+    source is read, and left as it is; dfer's own list is replaced; --overwrite replaces any."""
+    from dfer.cli import main
+
+    t, r = corpus
+    man = tmp_path / "m.csv"
+    man.write_text("path,label,num_frames\n" + "".join(
+        f"{os.path.relpath(s, tmp_path)},{BASIC7[k]},{n}\n" for s, k, n in zip(t.source, t.label, t.num_frames)))
+    args = ["data", "check", str(man), "--on-bad-clip", "skip", "--skipped-out"]
+    mine = tmp_path / "notes.csv"
+    mine.write_text("my,own,notes\n")
+    assert main([*args, str(mine)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err == [f"dfer data: error: {mine} exists and was not written by dfer data check; choose another, or give "
+                   f"--overwrite to replace it"], err
+    assert mine.read_text() == "my,own,notes\n"
+    # refused before the source is read: a missing manifest is not what it reports
+    assert main(["data", "check", str(tmp_path / "none.csv"), "--skipped-out", str(mine)]) == 2
+    assert "was not written by dfer data check" in capsys.readouterr().err
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main([*args, str(folder)]) == 2
+    assert f"{folder} is not a file" in capsys.readouterr().err
+    assert main([*args, str(mine), "--overwrite"]) == 0
+    rows = list(csv.reader(open(mine, newline="")))
+    assert rows[0] == ["clip_id", "source", "problem", "detail"] and len(rows) == 5
+    capsys.readouterr()
+    mine.write_text(mine.read_text().replace("missing", "gone"))  # dfer's list, from an earlier check
+    assert main([*args, str(mine)]) == 0  # its own list: replaced without being told
+    assert "gone" not in mine.read_text() and len(mine.read_text().splitlines()) == 5

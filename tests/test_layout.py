@@ -109,3 +109,26 @@ def test_no_module_is_longer_than_500_lines_without_a_reason():
             long.append(f"{path.relative_to(SRC)} ({lines} lines)")
     assert not long, (f"split these along their concepts, or say why they are one module "
                       f"('{LONG_MODULE_REASON} ...' in the docstring's first paragraph): {long}")
+
+
+def test_a_run_directory_is_known_and_its_models_loaded_in_dfer_rundir_only():
+    """The names of a run's files, and loading a model from a run, a bare checkpoint or the
+    shipped file, have one home (dfer.rundir): no other module spells a run file's name or
+    builds a model from saved weights. dfer train restores its own checkpoint to resume, and
+    dfer.models reads a trunk's weights to start from, dfer.pretrained its own file."""
+    run_files = {"config.yaml", "classes.json", "metrics.csv", "precision.json", "results.json", "robust.csv",
+                 "checkpoints", "cache", "last.safetensors", "best.safetensors"}
+    loaders = {"load_checkpoint": {"dfer.rundir", "dfer.train"}, "create_model_for_weights": {"dfer.rundir"},
+               "read_pretrained": {"dfer.rundir", "dfer.models.weights", "dfer.pretrained"}}
+    found = []
+    for name, tree in _modules().items():
+        if name == "dfer.rundir":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and node.value in run_files and name != "dfer.models.weights":
+                found.append(f"{name}:{node.lineno} {node.value!r}")
+            if isinstance(node, ast.Call):
+                called = getattr(node.func, "id", getattr(node.func, "attr", None))
+                if called in loaders and name not in loaders[called]:
+                    found.append(f"{name}:{node.lineno} {called}()")
+    assert not found, found

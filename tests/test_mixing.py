@@ -18,10 +18,10 @@ from dfer.mixing import (
     mix_clips,
     mix_targets,
     normalise_target,
-    one_hot,
     sample_lam,
     sample_partners,
 )
+from dfer.targets import one_hot
 
 
 def gen(seed: int = 0) -> torch.Generator:

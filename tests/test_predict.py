@@ -274,7 +274,7 @@ def test_single_face_writes_json_csv_and_timeline(trained_run, videos, tmp_path,
 def test_probabilities_match_the_training_eval_path(trained_run, videos, tmp_path, capsys):
     """Reference: align all frames, build each window with the run's test transform, one forward pass."""
     from dfer.data.transforms import build_transforms
-    from dfer.checkpoint import load_run
+    from dfer.rundir import load_run
     from dfer.preprocess.detect import DetectorConfig, RetinaFaceDetector
     from dfer.preprocess.track import TrackConfig, faces_from_frames
     from dfer.preprocess.video import iter_frames

@@ -3,7 +3,7 @@
 ``dfer predict VIDEO`` with no model argument and ``dfer.predict_video`` use it; its input
 pipeline (centred face crop, then grey) is applied for it and only for it; ``dfer evaluate
 --pretrained`` scores it on a labelled corpus exactly as a direct computation with
-:func:`dfer.pretrained.model.build_model` does; a missing or damaged file is one line that says
+:func:`dfer.rundir.load_shipped` does; a missing or damaged file is one line that says
 how to reinstall. The last tests say what a trained model must do on a real face; they are
 skipped while the package holds the random-init stand-in.
 """
@@ -34,7 +34,7 @@ from dfer.errors import ConfigError
 from dfer.data.transforms import CentreFraction, Grey
 from dfer.predict import ModelBundle, PredictConfig, input_transform, load_model, predict_file
 from dfer.pretrained import pretrained_info, weights_path
-from dfer.pretrained.model import build_model
+from dfer.rundir import load_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 FERPLUS_FIXTURE = ROOT / "tests" / "data" / "ferplus"
@@ -345,7 +345,7 @@ def _ferplus_rows(folder: Path) -> list[tuple[str, int]]:
 def _direct_probabilities(paths: list[Path], margin: int = 0) -> np.ndarray:
     """(N, 8) softmax of build_model's network on each grey face (less ``margin`` pixels on
     every side): upsampled to `size`, 3 equal channels, the file's normalisation."""
-    model, meta = build_model(device="cpu")
+    model, meta = load_shipped(device="cpu")
     x = []
     for p in paths:
         grey = np.asarray(Image.open(p).convert(PIL_LUMA))
@@ -527,7 +527,7 @@ def test_trained_model_sees_the_smile_and_changes_smoothly(videos_dir, bundle, d
 
 # ---------------------------------------------------------------------------- writing the shipped file
 def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
-    from dfer.checkpoint import load_run
+    from dfer.rundir import load_run
     from dfer.pretrained import read_pretrained
     from dfer.pretrained.export import export_run
 
@@ -543,7 +543,7 @@ def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
     for k, v in source.state_dict().items():
         expected = v.half().float() if v.is_floating_point() else v  # shipped as fp16
         torch.testing.assert_close(state[k], expected, rtol=0, atol=0)
-    model, _ = build_model(out)
+    model, _ = load_shipped(out)
     x = torch.randn(2, 1, 3, 32, 32)
     torch.testing.assert_close(model(x), source.half().float()(x), rtol=1e-4, atol=1e-4)
 
@@ -558,3 +558,27 @@ def test_export_refuses_a_multi_frame_run_and_needs_a_measured_face_crop(tmp_pat
     assert not (tmp_path / "x.safetensors").exists()
     with pytest.raises(SystemExit):
         export_main([str(run)])  # --face-crop is required: the value is measured, never a default
+
+
+def test_export_replaces_a_model_file_of_dfers_and_refuses_any_other_unless_told(tmp_path, capsys):
+    from dfer.pretrained import is_shipped_file
+    from dfer.pretrained.export import main as export_main
+
+    run = write_random_run(tmp_path / "run", size=32, num_frames=1)
+    mine = tmp_path / "weights.safetensors"
+    mine.write_bytes(b"the user's own file")
+    args = [str(run), "--face-crop", "0.8", "--out", str(mine)]
+    assert export_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {mine} exists and was not written by python -m dfer.pretrained; choose another, or "
+                   f"give --overwrite to replace it"], err
+    assert mine.read_bytes() == b"the user's own file"
+    assert export_main([*args, "--overwrite"]) == 0
+    assert is_shipped_file(mine)
+    before = mine.read_bytes()
+    assert export_main([*args[:-1], str(mine), "--num-frames", "4"]) == 0  # dfer's own model file: replaced
+    assert mine.read_bytes() != before and pretrained_info(mine)["num_frames"] == 4
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert export_main([str(run), "--face-crop", "0.8", "--out", str(folder)]) == 2
+    assert f"{folder} is not a file" in capsys.readouterr().err

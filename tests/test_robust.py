@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -341,6 +342,65 @@ def test_epoch_end_writes_counts_and_truth_scores(tmp_path):
     assert [float(s["support"]) for s in samples] == pytest.approx(expected.tolist(), abs=1e-4)
 
 
+def _log_of_two_epochs(path, row2: str = "2,1,0,0.6,4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1,1") -> bytes:
+    from dfer.robust.learner import CSV_FIELDS
+
+    data = (",".join(CSV_FIELDS) + "\r\n1,0,0,,0,0,0,,1.0,,,,,,\r\n" + row2 + "\r\n").encode()
+    path.write_bytes(data)
+    return data
+
+
+def test_an_earlier_robust_csv_is_kept_up_to_the_epochs_done(tmp_path):
+    from dfer.robust.learner import read_robust_log
+
+    path = tmp_path / "robust.csv"
+    _log_of_two_epochs(path)
+    assert [r["epoch"] for r in read_robust_log(path, 2, 6)] == ["1", "2"]
+    assert [r["epoch"] for r in read_robust_log(path, 1, 6)] == ["1"]  # a later epoch, left by a kill
+    lr = RobustLearner(RobustConfig(enabled=True, truth=""), fake_table([0] * 6), C)
+    lr.on_epoch_end(1, tmp_path)  # the second epoch again, after a resume: its row replaced
+    rows = list(csv.DictReader(open(path)))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[1]["label_uar"] == "" and rows[1]["clean"] == "0"
+
+
+@pytest.mark.parametrize("row2, line_field", [
+    ("2,1,0,0.6,4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1", ":3: 14 cells, expected 15"),
+    ("two,1,0,0.6,4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1,1", ":3: epoch 'two' is not an integer"),
+    ("2,1,0,high,4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1,1", ":3: label_uar 'high' is not a number"),
+    ("2,1,0,1.5,4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1,1", ":3: label_uar '1.5' is not a number in [0, 1]"),
+    ("2,1,0,0.6,4,1,1,nan,0.9,0.5,1.0,0.5,1.0,1,1", ":3: mean_agreement 'nan' is not a finite number"),
+    ("2,1,0,0.6,4,1,1,0.8,inf,0.5,1.0,0.5,1.0,1,1", ":3: mean_weight 'inf' is not a finite number"),
+    ("2,1,0,0.6,-4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1,1", ":3: clean '-4' is not a whole number in [0, 6]"),
+    ("2,1,0,0.6,4,1,7,0.8,0.9,0.5,1.0,0.5,1.0,1,1", ":3: noisy '7' is not a whole number in [0, 6]"),
+    ("2,1.5,0,0.6,4,1,1,0.8,0.9,0.5,1.0,0.5,1.0,1,1", ":3: passes '1.5' is not a whole number in [0, inf]"),
+    ("2,1,0,0.6,4,1,1,0.8,0.9,0.5,-0.1,0.5,1.0,1,1", ":3: noisy_recall '-0.1' is not a number in [0, 1]"),
+], ids=["cells", "epoch", "word", "uar", "nan", "inf", "negative", "more-than-the-clips", "half-pass", "recall"])
+def test_a_damaged_robust_csv_is_one_line_naming_its_line_and_field_and_is_left_as_it_is(row2, line_field, tmp_path):
+    path = tmp_path / "robust.csv"
+    data = _log_of_two_epochs(path, row2)
+    lr = RobustLearner(RobustConfig(enabled=True, truth=""), fake_table([0] * 6), C)
+    with pytest.raises(ConfigError) as e:
+        lr.on_epoch_end(2, tmp_path)
+    message = str(e.value)
+    assert message.startswith(f"{path}{line_field}") and "delete it to resume without the earlier rows" in message
+    assert "\n" not in message and path.read_bytes() == data
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"epoch,passes\r\n1,0\r\n", ":1: the header is 'epoch,passes'"),
+    (b"\xff\xfe\x00", ":1: not UTF-8 text"),
+    (b"", ": empty, but the checkpoint is after epoch 2"),
+])
+def test_a_robust_csv_that_is_not_dfers_is_refused(data, message, tmp_path):
+    from dfer.robust.learner import read_robust_log
+
+    path = tmp_path / "robust.csv"
+    path.write_bytes(data + b"\n" if data else data)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}{message}")):
+        read_robust_log(path, 2, 6)
+    assert path.read_bytes() == (data + b"\n" if data else data)
+
+
 @pytest.mark.slow
 def test_training_with_robust_learning_resumes_exactly(synthetic_dfew, tmp_path, monkeypatch):
     """An interrupted robust run, resumed, ends with the uninterrupted run's weights and state."""
@@ -381,3 +441,30 @@ def test_training_with_robust_learning_resumes_exactly(synthetic_dfew, tmp_path,
         assert torch.equal(a[k], b[k]), k
     rows = list(csv.DictReader(open(cut / "robust.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[0]["passes"] == "0" and rows[-1]["passes"] == "2"
+
+
+@pytest.mark.slow
+def test_resuming_with_a_damaged_robust_csv_stops_before_training(synthetic_dfew, tmp_path):
+    """The rows of robust.csv are kept at the end of the next epoch; a damaged file is found
+    when the run resumes, not after an epoch of training, and nothing is written."""
+    import json
+
+    from dfer.train import train
+
+    cfg = from_dict(RunConfig, {
+        "name": "run", "out_dir": str(tmp_path), "seed": 1, "label_mode": "soft",
+        "data": {"source": {"kind": "dfew", "root": str(synthetic_dfew), "fold": 1}, "num_frames": 2,
+                 "size": 32, "num_workers": 0, "scales": [1.0]},
+        "optim": {"epochs": 3, "batch_size": 8, "lr": 0.01},
+        "robust": {"enabled": True, "warmup_epochs": 1, "num_clips": 2, "min_label_uar": 0.0},
+        "eval": {"batch_size": 16}, "tensorboard": False, "progress": False, "threads": 1}).validate()
+    run = train(cfg, stop_after_epochs=1)
+    log = run / "robust.csv"
+    damaged = log.read_text().replace("\n1,0,0,", "\n1,-1,0,")  # epoch 1: -1 passes
+    log.write_text(damaged)
+    before = {p: p.read_bytes() for p in (run / "metrics.csv", run / "checkpoints" / "last.safetensors")}
+    with pytest.raises(ConfigError, match=re.escape(f"{log}:2: passes '-1' is not a whole number")):
+        train(cfg)
+    assert log.read_text() == damaged and all(p.read_bytes() == b for p, b in before.items())
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["epoch"] == 1
+

@@ -206,7 +206,9 @@ def test_resume_opens_only_a_regular_checkpoint_file(one_epoch_of_three, synthet
     (b"epoch,train_loss,val_uar,val_war,lr,clips_per_s,epoch_s\r\n1,0.5,,,0.1,1,1,9\r\n", ":2: 8 cells, expected 7"),
     (b"epoch,train_loss,val_uar,val_war,lr,clips_per_s,epoch_s\r\n1,low,,,0.1,1,1\r\n",
      ":2: train_loss 'low' is not a number"),
-], ids=["empty", "binary", "no-line", "header", "cells", "number"])
+    (b"epoch,train_loss,val_uar,val_war,lr,clips_per_s,epoch_s\r\n1,0.5,,,0.1,inf,1\r\n",
+     ":2: clips_per_s 'inf' is not a finite number"),
+], ids=["empty", "binary", "no-line", "header", "cells", "number", "infinite"])
 def test_a_metrics_csv_that_is_not_dfers_is_refused_not_replaced(content, message, one_epoch_of_three,
                                                                   synthetic_dfew, tmp_path, capsys):
     run = _copy(one_epoch_of_three, tmp_path / "run")
@@ -229,6 +231,71 @@ def test_metrics_rows_after_the_checkpoint_and_a_torn_last_line_are_dropped(tmp_
     assert path.read_bytes() == head + rows[0] + rows[1]
     _truncate_metrics(path, 2)  # a file of the epochs done is left as it is
     assert path.read_bytes() == head + rows[0] + rows[1]
+
+
+def _run_with_best(run: Path, last: dict, best: dict) -> Path:
+    """A run selecting its best validation epoch (eval.select: best_val), whose last and best
+    checkpoints carry the states ``last`` and ``best``; best's weights are last's plus one."""
+    from dfer.config import dump_config, load_config
+
+    write_random_run(run)
+    cfg = load_config(None, ["data.size=32", "data.num_frames=2", "data.val_fraction=0.2", "eval.select=best_val",
+                             "optim.epochs=5"])
+    dump_config(cfg, run / "config.yaml")
+    ckpt = run / "checkpoints"
+    with safe_open(str(ckpt / "last.safetensors"), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(ckpt / "last.safetensors"), metadata={"dfer_state": json.dumps(last)})
+    plus_one = {k: v + 1 if k.startswith("model.") and v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(plus_one, str(ckpt / "best.safetensors"), metadata={"dfer_state": json.dumps(best)})
+    return run
+
+
+#: a run after 3 of its 5 epochs of 4 optimiser steps, its best validation UAR 0.5 at epoch 2
+LAST = {"epoch": 3, "step": 12, "best": 0.5, "finished": False}
+BEST = {"epoch": 2, "step": 8, "val_uar": 0.5}
+
+
+def test_the_best_checkpoint_of_a_run_loads_when_its_state_fits_the_run(tmp_path):
+    from dfer.rundir import load_run
+
+    run = _run_with_best(tmp_path / "run", LAST, BEST)
+    best, cfg, _ = load_run(run)  # eval.select best_val: the best checkpoint
+    last, _, _ = load_run(run, which="last")
+    assert cfg.eval.select == "best_val"
+    for (name, w), v in zip(best.state_dict().items(), last.state_dict().values()):
+        if w.is_floating_point():  # the best checkpoint's weights, not the last's
+            torch.testing.assert_close(w, v + 1, msg=name)
+    # the best of the epoch after the last checkpoint (a kill came between the two saves)
+    _run_with_best(tmp_path / "cut", LAST, {"epoch": 4, "step": 16, "val_uar": 0.7})
+    load_run(tmp_path / "cut")
+
+
+@pytest.mark.parametrize("last, best, which, field", [
+    (LAST, {**BEST, "epoch": 99}, "best", "epoch"),  # beyond the run's 5 epochs
+    (LAST, {**BEST, "epoch": 5, "step": 20}, "best", "epoch"),  # after the last checkpoint's next epoch
+    (LAST, {**BEST, "epoch": "2"}, "best", "epoch"),
+    (LAST, {**BEST, "step": 9}, "best", "step"),  # the last checkpoint says 4 steps an epoch
+    (LAST, {**BEST, "step": None}, "best", "step"),
+    (LAST, {**BEST, "val_uar": 1.5}, "best", "val_uar"),
+    (LAST, {**BEST, "val_uar": math.nan}, "best", "val_uar"),
+    (LAST, {**BEST, "val_uar": None}, "best", "val_uar"),
+    (LAST, {**BEST, "val_uar": 0.25}, "best", "val_uar"),  # not the best the last checkpoint records: stale
+    ({**LAST, "best": -1.0}, BEST, "best", "val_uar"),  # a best before any validation of this training
+    ({**LAST, "epoch": 9, "step": 36}, BEST, "last", "epoch"),
+    ({**LAST, "step": 13}, BEST, "last", "step"),  # not a whole number of steps per epoch
+    ({**LAST, "best": 2.0}, BEST, "last", "best"),
+])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_checkpoint_state_that_does_not_fit_the_run_is_one_line_where_a_model_is_loaded(
+        last, best, which, field, command, tmp_path, capsys, videos_dir):
+    run = _run_with_best(tmp_path / "run", last, best)
+    args = ["evaluate", str(run)] if command == "evaluate" else \
+        ["predict", str(videos_dir / "single_face.mp4"), "--run", str(run), "--out", str(tmp_path / "p")]
+    assert main(args) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{run / 'checkpoints' / which}.safetensors: its state's {field} is " in line, line
+    assert not (run / "results.json").exists() and not (tmp_path / "p").exists()
 
 
 # ---------------------------------------------------------------------------- weights files

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import torch
 
-from dfer.config import load_config
 from dfer.distributed import unwrap
 from dfer.errors import ConfigError, first_line
 from dfer.io import atomic_path, first_non_finite, is_regular_file, write_text_atomic
-from dfer.models import create_model_for_weights
 
 
 def save_checkpoint(path: Path, model, optimizer, scaler, mixer, state: dict, robust=None) -> None:
@@ -136,9 +134,40 @@ def load_checkpoint_meta(path: Path) -> dict:
     return meta
 
 
-def resume_point(path: Path, meta: dict, epochs: int, steps_per_epoch: int) -> tuple[int, int, float]:
+def _refuser(path: Path, meta: dict):
+    def refuse(field: str, expected: str) -> ConfigError:
+        found = repr(meta[field]) if field in meta else "missing"
+        return ConfigError(f"{path}: its state's {field} is {found:.60}, expected {expected}; it is damaged or not "
+                           f"this run's (--restart trains the run again from scratch)")
+    return refuse
+
+
+def _epoch_and_step(path: Path, meta: dict, epochs: int, steps_per_epoch: int | None) -> tuple[int, int]:
+    """The ``epoch`` and ``step`` of a checkpoint's state, checked: a whole number of
+    finished epochs in 1..epochs, and its epochs times the steps of each (any whole
+    number of steps per epoch, the same for every epoch, when ``steps_per_epoch`` is None)."""
+    refuse = _refuser(path, meta)
+    epoch, step = meta.get("epoch"), meta.get("step")
+    if type(epoch) is not int or not 1 <= epoch <= epochs:
+        raise refuse("epoch", f"a whole number of finished epochs, 1..{epochs} (optim.epochs)")
+    if steps_per_epoch is None:
+        if type(step) is not int or step < epoch or step % epoch:
+            raise refuse("step", f"a whole number of optimiser steps for each of its {epoch} epoch(s)")
+    elif type(step) is not int or step != epoch * steps_per_epoch:
+        raise refuse("step", f"{epoch * steps_per_epoch}: {epoch} epoch(s) of {steps_per_epoch} optimiser steps "
+                             f"(this run's training clips over optim.batch_size)")
+    return epoch, step
+
+
+def _is_uar(x) -> bool:
+    return type(x) in (int, float) and 0 <= x <= 1
+
+
+def resume_point(path: Path, meta: dict, epochs: int, steps_per_epoch: int | None) -> tuple[int, int, float]:
     """(epoch, step, best validation UAR) to resume from, out of the state ``meta`` of
-    checkpoint ``path``, for a run of ``epochs`` epochs of ``steps_per_epoch`` optimiser steps.
+    checkpoint ``path`` (a ``last`` checkpoint), for a run of ``epochs`` epochs of
+    ``steps_per_epoch`` optimiser steps (None: not known without the data, e.g. when a
+    finished run is evaluated; then the same whole number for every epoch).
 
     The state is what dfer train writes after each epoch: ``epoch`` in 1..epochs, ``step``
     its epochs times the steps of each, ``best`` -1 (none yet) or a UAR in [0, 1],
@@ -148,22 +177,41 @@ def resume_point(path: Path, meta: dict, epochs: int, steps_per_epoch: int) -> t
     Raises:
         ConfigError: one line naming the file and the field.
     """
-    def refuse(field: str, expected: str) -> ConfigError:
-        found = repr(meta[field]) if field in meta else "missing"
-        return ConfigError(f"{path}: its state's {field} is {found:.60}, expected {expected}; it is damaged or not "
-                           f"this run's (--restart trains the run again from scratch)")
-
-    epoch, step, best = meta.get("epoch"), meta.get("step"), meta.get("best", -1.0)
-    if type(epoch) is not int or not 1 <= epoch <= epochs:
-        raise refuse("epoch", f"a whole number of finished epochs, 1..{epochs} (optim.epochs)")
-    if type(step) is not int or step != epoch * steps_per_epoch:
-        raise refuse("step", f"{epoch * steps_per_epoch}: {epoch} epoch(s) of {steps_per_epoch} optimiser steps "
-                             f"(this run's training clips over optim.batch_size)")
-    if type(best) not in (int, float) or not (best == -1 or 0 <= best <= 1):
+    refuse = _refuser(path, meta)
+    epoch, step = _epoch_and_step(path, meta, epochs, steps_per_epoch)
+    best = meta.get("best", -1.0)
+    if type(best) not in (int, float) or not (best == -1 or _is_uar(best)):
         raise refuse("best", "-1 (no validation yet) or a UAR in [0, 1]")
     if type(meta.get("finished", False)) is not bool:
         raise refuse("finished", "true or false")
     return epoch, step, float(best)
+
+
+def best_point(path: Path, meta: dict, epochs: int, last: tuple[int, int, float] | None) -> tuple[int, int, float]:
+    """(epoch, step, validation UAR) of a ``best`` checkpoint's state ``meta``, checked
+    against the run: ``epoch`` in 1..epochs, ``step`` its epochs of the run's steps per
+    epoch and ``val_uar`` a UAR in [0, 1]; with ``last``, the run's last checkpoint's
+    (epoch, step, best) as :func:`resume_point` read them, the steps per epoch are the
+    last checkpoint's, and a best of an epoch the last checkpoint has passed is the best
+    UAR it records. Only the epoch right after the last checkpoint's (its last checkpoint
+    cut off by a kill) may be later than that.
+
+    Raises:
+        ConfigError: one line naming the file and the field.
+    """
+    refuse = _refuser(path, meta)
+    steps_per_epoch = None if last is None else last[1] // last[0]
+    epoch, step = _epoch_and_step(path, meta, epochs, steps_per_epoch)
+    uar = meta.get("val_uar")
+    if not _is_uar(uar):
+        raise refuse("val_uar", "the validation UAR it was chosen for, in [0, 1]")
+    if last is not None:
+        last_epoch, _, last_best = last
+        if epoch > last_epoch + 1:
+            raise refuse("epoch", f"at most {last_epoch + 1}: the last checkpoint is of epoch {last_epoch}")
+        if epoch <= last_epoch and uar != last_best:
+            raise refuse("val_uar", f"{last_best}, the best validation UAR the last checkpoint records")
+    return epoch, step, float(uar)
 
 
 def mark_finished(path: Path) -> None:
@@ -182,42 +230,3 @@ def _rewrite_meta(path: Path, meta: dict) -> None:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"dfer_state": json.dumps(meta)})
-
-
-# ---------------------------------------------------------------------- runs on disk
-
-
-def load_run(run_dir: str | Path, *, which: str | None = None, device: str | torch.device = "cpu"):
-    """(model in eval mode, config, classes) of a finished or interrupted run.
-
-    ``which`` is ``last`` or ``best`` (default: what the run's ``eval.select`` chose).
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir}: run directory not found")
-    cfg_path = run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a dfer run directory (no config.yaml)")
-    cfg = load_config(cfg_path)
-    classes = read_classes(run_dir / "classes.json")
-    which = which or ("best" if cfg.eval.select == "best_val" else "last")
-    ckpt = run_dir / "checkpoints" / f"{which}.safetensors"
-    if not ckpt.is_file():
-        raise ConfigError(f"{run_dir}: no checkpoint {ckpt.name}")
-    model = create_model_for_weights(cfg.model.name, len(classes), dropout=cfg.model.dropout, **cfg.model.kwargs)
-    load_checkpoint(ckpt, model)
-    return model.to(device).eval(), cfg, classes
-
-
-def read_classes(path: Path) -> tuple[str, ...]:
-    """The class names a run was trained with (``classes.json``), checked."""
-    if not path.is_file():
-        raise ConfigError(f"{path.parent}: no {path.name}; the run never started training")
-    try:
-        classes = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid JSON ({first_line(e)}); it is damaged") from None
-    if (not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) and c for c in classes)
-            or len(set(classes)) != len(classes)):
-        raise ConfigError(f"{path}: expected a list of two or more distinct class names, got {classes!r:.120}")
-    return tuple(classes)

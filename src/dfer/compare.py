@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dfer.errors import ConfigError
 from dfer.experiments import LABEL_NAMES, MODEL_NAMES, _fold_list, fmt_mean_std, summarise_cv
-from dfer.io import atomic_path, write_text_atomic
+from dfer.io import atomic_path, claim_file, write_text_atomic
 
 
 @dataclass
@@ -160,9 +160,7 @@ def write_table(path: str | os.PathLike, headers: list[str], cells: list[list[st
     path = Path(path)
     md, cs = (path.with_suffix(".md"), path) if path.suffix == ".csv" else (path, path.with_suffix(".csv"))
     for target in (md, cs):
-        if target.exists() and not _ours(target):
-            raise ConfigError(f"{target} exists and was not written by dfer compare; choose another --out, or "
-                              f"remove it")
+        claim_file(target, "dfer compare", _ours)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(md, markdown.rstrip("\n") + "\n\n" + _MARK + "\n")
     with atomic_path(cs) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

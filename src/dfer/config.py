@@ -38,8 +38,6 @@ from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DfeError
 
 LABEL_MODES = ("hard", "soft", "midas", "midas-hard", "mixup")
-#: label modes whose training targets are built from one-hot hard labels
-HARD_LABEL_MODES = ("hard", "midas-hard", "mixup")
 #: the label modes that mix pairs of clips (their runs carry mixing.alpha in their names)
 MIXING_LABEL_MODES = ("midas", "midas-hard", "mixup")
 #: the values of optim.precision (dfer.precision explains each)

@@ -24,6 +24,7 @@ from dfer.config import RunConfig, from_dict
 from dfer.data.corpora.synthetic import SynthConfig, write_synthetic_dfew
 from dfer.io import claim_folder, holds
 from dfer.predict import PredictConfig, load_pretrained, predict_file
+from dfer.rundir import RESULTS_FILE, read_results
 from dfer.train import train
 
 #: the real face video of the test suite, beside the package in a source checkout
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"training TSM-ResNet-18 with {label_name} labels ({args.epochs} epochs) ...", flush=True)
         t0 = time.perf_counter()
         run_dir = train(cfg)
-        res = json.loads((run_dir / "results.json").read_text())
+        res = read_results(run_dir / RESULTS_FILE)
         rows.append((label_name, res, time.perf_counter() - t0))
     print()
     print("Table 2 layout (synthetic corpus, fold 1, TSM-ResNet-18 from scratch)")

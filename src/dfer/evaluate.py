@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from dfer.calibration import TTA
-from dfer.checkpoint import load_run
 from dfer.config import (MAX_BATCH, MAX_FRAMES, MAX_THREADS, DataConfig, EvalConfig, OptimConfig, RunConfig,
                          SourceConfig, arg)
 from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
@@ -37,14 +36,14 @@ from dfer.data.splits import build_splits, make_dataset
 from dfer.data.table import ClipKind, ClipTable, SPLIT_NAMES, Split
 from dfer.distributed import autocast_dtype, init_distributed, shutdown
 from dfer.emotions import BASIC7, label_map
-from dfer.errors import ConfigError, DataError, first_line
+from dfer.errors import ConfigError, DataError
 from dfer.inference import predict_loader, shard_rows
 from dfer.io import atomic_path, claim_folder, shared_folder, single_component, write_text_atomic
 from dfer.metrics import clear_mask, confusion_matrix, kl_divergence, summarise, uar, war
 from dfer.predict import PredictConfig, input_transform, load_model, make_detector, predict_file
 from dfer.preprocess.align import FACE_FRACTION
 from dfer.preprocess.pipeline import recorded_preprocessing
-from dfer.rundir import (RUN_KIND, claim_evaluation_folder, evaluation_files, is_earlier_run,
+from dfer.rundir import (RUN_KIND, claim_evaluation_folder, evaluation_files, is_earlier_run, load_run,
                          refuse_folders_in_the_way)
 
 
@@ -161,26 +160,6 @@ def _write_predictions(path: Path, table: ClipTable, probs: np.ndarray) -> None:
         for cid, lab, p in zip(table.clip_id, labels, probs):
             w.writerow([cid, table.classes[lab] if lab >= 0 else "", table.classes[int(p.argmax())],
                         *(f"{x:.6f}" for x in p)])
-
-
-# ---------------------------------------------------------------------- runs on disk
-
-
-def read_results(path: Path) -> dict:
-    """A run's ``results.json``, checked: an object with the class names and numeric (or
-    null) UAR and WAR; one line naming the file otherwise."""
-    try:
-        res = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({first_line(e)}); it is damaged") from None
-    ok = (isinstance(res, dict) and isinstance(res.get("classes"), list)
-          and all(isinstance(res.get(k), (int, float, type(None))) and not isinstance(res.get(k), bool)
-                  for k in ("uar", "war")))
-    if not ok:
-        raise DataError(f"{path}: not the results of a dfer run (expected an object with classes, uar and war)")
-    return res
 
 
 class _SharedClasses(torch.nn.Module):

@@ -41,10 +41,10 @@ from dfer.config import MIXING_LABEL_MODES, RunConfig, config_hash, load_config,
 from dfer.data.splits import load_source_table
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
-from dfer.evaluate import _write_json, read_results
+from dfer.evaluate import _write_json
 from dfer.io import atomic_path, claim_folder, exclusive_folder, holds, write_text_atomic
 from dfer.metrics import reliability_curve
-from dfer.rundir import RUN_KIND, is_earlier_run
+from dfer.rundir import RESULTS_FILE, RUN_KIND, checkpoint_path, is_earlier_run, read_results
 from dfer.train import train
 
 MANIFEST = "cv.json"
@@ -94,8 +94,8 @@ def fold_finished(run_dir: str | os.PathLike) -> bool:
     """True when the run wrote ``results.json`` and marked its last checkpoint finished."""
 
     run_dir = Path(run_dir)
-    last = run_dir / "checkpoints" / "last.safetensors"
-    if not (run_dir / "results.json").is_file() or not last.is_file():
+    last = checkpoint_path(run_dir, "last")
+    if not (run_dir / RESULTS_FILE).is_file() or not last.is_file():
         return False
     try:
         return load_checkpoint_meta(last).get("finished") is True
@@ -306,7 +306,7 @@ def summarise_cv(cv_dir: str | os.PathLike, folds: list[int] | None = None, *, w
         if not fold_finished(rd):
             missing.append(fold)
             continue
-        res = read_results(rd / "results.json")
+        res = read_results(rd / RESULTS_FILE)
         key = SPLIT_DIR if fold is None else str(fold)
         done.append(fold)
         results[key] = res

@@ -213,6 +213,28 @@ def claim_folder(folder: str | os.PathLike, kind: str, command: str,
     return folder
 
 
+def claim_file(path: str | os.PathLike, command: str, ours: Callable[[Path], bool], *,
+               overwrite: bool = False, flag: str | None = None) -> Path:
+    """The gate every command passes before it writes a file the user named (a table, a
+    list, a model file): the file counterpart of :func:`claim_folder`.
+
+    dfer writes ``path`` when nothing is there, when ``ours(path)`` recognises what is
+    there as a file ``command`` wrote (by its content: a header, a mark, metadata only it
+    writes), or when the user said so (``overwrite``, given by the option ``flag``).
+    Anything else, a file of the user's or anything but a regular file (a folder, a FIFO),
+    is refused with a :class:`ConfigError` naming it, before any work. Returns the path.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return path
+    if not is_regular_file(path):
+        raise ConfigError(f"{path} is not a file, and {command} writes a file there: choose another")
+    if overwrite or ours(path):
+        return path
+    how = f"give {flag} to replace it" if flag else "remove it"
+    raise ConfigError(f"{path} exists and was not written by {command}; choose another, or {how}")
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_path`; returns the path."""
     path = Path(path)

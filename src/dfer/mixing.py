@@ -69,7 +69,8 @@ from typing import NamedTuple
 import torch
 
 from dfer.config import MIXING_LABEL_MODES, NORMALISE_MODES, MixingConfig, check_settings
-from dfer.errors import ConfigError, DataError
+from dfer.errors import ConfigError
+from dfer.targets import batch_targets
 
 __all__ = [
     "MODES",
@@ -80,7 +81,6 @@ __all__ = [
     "mix_clips",
     "mix_targets",
     "normalise_target",
-    "one_hot",
     "sample_lam",
     "sample_partners",
 ]
@@ -327,38 +327,6 @@ def normalise_target(
     raise ValueError(f"Expected normalise mode in {NORMALISE_MODES}, got {mode!r}")
 
 
-def one_hot(label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """One-hot float32 rows from hard labels, refusing clips without one.
-
-    Args:
-        label: int64 (B,), class index per clip; -1 marks a clip without a hard label
-            (e.g. a tie in the votes).
-        num_classes: K.
-
-    Returns:
-        float32 (B, K) on the label's device.
-
-    Raises:
-        ValueError: label is not an integer (B,) tensor.
-        DataError: a label is -1 or otherwise outside [0, K).
-    """
-    if label.ndim != 1 or label.is_floating_point() or label.dtype == torch.bool:
-        raise ValueError(
-            f"Expected an integer label of shape (B,), got shape {tuple(label.shape)} "
-            f"and dtype {label.dtype}"
-        )
-    bad = ((label < 0) | (label >= num_classes)).nonzero().flatten()
-    if bad.numel():
-        positions = bad.tolist()
-        raise DataError(
-            f"hard labels required: batch position(s) {positions[:10]} have label(s) "
-            f"{label[bad].tolist()[:10]}, expected a class index in [0, {num_classes}) "
-            "(-1 means the clip has no hard label); use soft labels (mode 'midas') or "
-            "leave such clips out of hard-label training"
-        )
-    return torch.nn.functional.one_hot(label.long(), num_classes).to(torch.float32)
-
-
 # ---------------------------------------------------------------------------------------
 # The thin stateful wrapper.
 # ---------------------------------------------------------------------------------------
@@ -461,7 +429,8 @@ class BatchMixer:
                    "(dfer.data.transforms)" if not clip.is_floating_point() else "")
             )
         batch, device = clip.shape[0], clip.device
-        target = self._target(batch, device, soft_label, label)
+        # hard modes train on one-hot rows of `label`, the others on `soft_label` as given
+        target = batch_targets(mode, soft_label, label, self.num_classes, batch=batch, device=device)
 
         if mode == "none" or (batch < 2 and mode != "mixup"):
             lam = torch.ones(batch, dtype=torch.float32, device=device)
@@ -483,29 +452,3 @@ class BatchMixer:
         mixed_target = mix_targets(target, partner, lam)
         mixed_target = normalise_target(mixed_target, cfg.normalise, cfg.temperature)
         return MixResult(mixed_clip, mixed_target, lam, partner)
-
-    def _target(
-        self,
-        batch: int,
-        device: torch.device,
-        soft_label: torch.Tensor | None,
-        label: torch.Tensor | None,
-    ) -> torch.Tensor:
-        # Hard modes build one-hot rows from `label`; the others take `soft_label` as given.
-        if self.mode in ("midas-hard", "mixup"):
-            if label is None:
-                raise ValueError(f"mode {self.mode!r} needs the hard `label` of every clip")
-            if tuple(label.shape) != (batch,):
-                raise ValueError(f"Expected label of shape ({batch},), got {tuple(label.shape)}")
-            return one_hot(label.to(device, non_blocking=True), self.num_classes)
-        if soft_label is None:
-            raise ValueError(f"mode {self.mode!r} needs `soft_label`")
-        if (
-            tuple(soft_label.shape) != (batch, self.num_classes)
-            or not soft_label.is_floating_point()
-        ):
-            raise ValueError(
-                f"Expected a floating soft_label of shape ({batch}, {self.num_classes}), "
-                f"got shape {tuple(soft_label.shape)} and dtype {soft_label.dtype}"
-            )
-        return soft_label.to(device=device, dtype=torch.float32, non_blocking=True)

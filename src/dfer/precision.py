@@ -37,13 +37,13 @@ from dfer.errors import ConfigError, DataError
 from dfer.inference import channels_last
 from dfer.io import write_text_atomic
 from dfer.losses import soft_target_cross_entropy
+from dfer.rundir import PRECISION_FILE
 
 #: bf16 must take at most this share of fp32's time per step for ``auto`` to choose it
 MIN_GAIN = 0.9
 #: fp32 with channels-last weights must take at most this share of the contiguous layout's time
 LAYOUT_GAIN = 0.95
 #: the run's record of its precision
-RECORD_NAME = "precision.json"
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -145,7 +145,7 @@ def choose_precision(setting: str, model: torch.nn.Module, device: torch.device,
 
 
 def write_record(run_dir: Path, precision: Precision) -> None:
-    write_text_atomic(Path(run_dir) / RECORD_NAME, json.dumps(asdict(precision), indent=1))
+    write_text_atomic(Path(run_dir) / PRECISION_FILE, json.dumps(asdict(precision), indent=1))
 
 
 def read_record(run_dir: Path, device: torch.device) -> Precision:
@@ -155,7 +155,7 @@ def read_record(run_dir: Path, device: torch.device) -> Precision:
     Raises:
         DataError: an unreadable record, or one that names no known precision.
     """
-    path = Path(run_dir) / RECORD_NAME
+    path = Path(run_dir) / PRECISION_FILE
     if not path.exists():
         if device.type == "cuda":
             return Precision("bf16" if torch.cuda.is_bf16_supported() else "fp16", how="legacy")

@@ -41,18 +41,21 @@ from dfer.data.splits import Splits, build_splits, make_dataset
 from dfer.data.transforms import to_model_input
 from dfer.distributed import (DistInfo, GlobalBatchShardSampler, barrier, init_distributed,
                               mean_across, shutdown, unwrap)
-from dfer.errors import ConfigError, where
+from dfer.errors import ConfigError
 from dfer.evaluate import evaluate_model, predict_table
 from dfer.inference import channels_last
-from dfer.io import atomic_path, exclusive_folder, is_regular_file
+from dfer.io import atomic_path, exclusive_folder
 from dfer.losses import soft_target_cross_entropy
 from dfer.metrics import summarise
-from dfer.mixing import BatchMixer, one_hot
+from dfer.mixing import BatchMixer
 from dfer.precision import Precision, choose_precision, read_record, write_record
 from dfer.models import create_model
 from dfer.models.weights import load_ferplus_classifier
-from dfer.robust.learner import RobustLearner
-from dfer.rundir import RUN_FILES, RUN_KIND, evaluation_files, is_earlier_run, refuse_folders_in_the_way
+from dfer.robust.learner import RobustLearner, read_robust_log
+from dfer.rundir import (CLASSES_FILE, CONFIG_FILE, METRICS_FILE, RESULTS_FILE, ROBUST_FILE, RUN_FILES, RUN_KIND,
+                         checkpoint_path, evaluation_files, is_earlier_run, read_epoch_log,
+                         refuse_folders_in_the_way)
+from dfer.targets import batch_targets
 
 
 def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int = 0, schedule: str = "cosine") -> float:
@@ -150,7 +153,7 @@ class _Run:
 
     @property
     def last_path(self) -> Path:
-        return self.run_dir / "checkpoints" / "last.safetensors"
+        return checkpoint_path(self.run_dir, "last")
 
     def lr(self, step: int) -> float:
         o = self.cfg.optim
@@ -161,7 +164,7 @@ def _train(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path, 
            stop_after_epochs: int | None) -> Path:
     refuse_folders_in_the_way(run_dir, RUN_FILES + evaluation_files(), "dfer train")
     resume_meta = _resume_meta(cfg, run_dir, restart)
-    if resume_meta is not None and resume_meta.get("finished") is True and (run_dir / "results.json").exists():
+    if resume_meta is not None and resume_meta.get("finished") is True and (run_dir / RESULTS_FILE).exists():
         if info.is_main:
             print(f"{run_dir}: already finished; nothing to do")
         return run_dir
@@ -211,7 +214,7 @@ def _precision(cfg: RunConfig, info: DistInfo, device: torch.device, model: torc
 def _resume_meta(cfg: RunConfig, run_dir: Path, restart: bool) -> dict | None:
     """The state of the run's last checkpoint to resume from (None: start afresh); a
     checkpoint of another config is refused."""
-    last_path = run_dir / "checkpoints" / "last.safetensors"
+    last_path = checkpoint_path(run_dir, "last")
     if not last_path.exists() or restart:
         return None
     meta = load_checkpoint_meta(last_path)
@@ -275,7 +278,7 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
     optimizer = _optimizer(cfg, model)
 
     start_epoch, step, best = 0, 0, -1.0
-    last_path = run_dir / "checkpoints" / "last.safetensors"
+    last_path = checkpoint_path(run_dir, "last")
     steps_per_epoch = max(1, len(train_set) // cfg.optim.batch_size)
     if resume_meta is not None:
         start_epoch, step, best = resume_point(last_path, resume_meta, cfg.optim.epochs, steps_per_epoch)
@@ -283,7 +286,9 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
         if info.is_main:
             print(f"{run_dir}: resuming after epoch {start_epoch}")
     if info.is_main:
-        _truncate_metrics(run_dir / "metrics.csv", start_epoch)
+        _truncate_metrics(run_dir / METRICS_FILE, start_epoch)
+        if robust is not None:  # its rows are kept at the end of the epoch: refuse a damaged file now
+            read_robust_log(run_dir / ROBUST_FILE, start_epoch, len(splits.train))
     # each DDP rank takes its slice of the single-process global batches (see the class)
     shard = GlobalBatchShardSampler(len(train_set), cfg.optim.batch_size, info.rank, info.world_size,
                                     seed=cfg.seed, epoch=start_epoch) if info.enabled else None
@@ -298,8 +303,8 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
 
 def _write_run_files(cfg: RunConfig, splits: Splits, run_dir: Path) -> None:
     """config.yaml, classes.json, and the lists of clips the disk check skipped."""
-    dump_config(cfg, run_dir / "config.yaml")
-    (run_dir / "classes.json").write_text(json.dumps(list(splits.classes)))
+    dump_config(cfg, run_dir / CONFIG_FILE)
+    (run_dir / CLASSES_FILE).write_text(json.dumps(list(splits.classes)))
     for part, report in splits.reports.items():
         if report.skipped:
             path = write_skipped(report, run_dir / f"skipped_{part}_clips.csv")
@@ -400,10 +405,8 @@ def _train_step(run: _Run, batch: dict) -> tuple[torch.Tensor, float]:
         clip, target = mixed.clip, mixed.target
         if weight is not None:  # a mixed clip weighs what its two sources weigh, by λ
             weight = mixed.lam * weight + (1 - mixed.lam) * weight[mixed.partner]
-    elif cfg.label_mode == "hard":
-        target = one_hot(label, len(run.splits.classes))  # DataError naming the batch positions without a label
-    else:
-        target = soft
+    else:  # hard: one-hot rows (DataError naming the batch positions without a label); soft: as they are
+        target = batch_targets(cfg.label_mode, soft, label, len(run.splits.classes))
     with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
         logits = run.model(clip)
     loss = soft_target_cross_entropy(logits.float(), target, weight=weight)
@@ -421,7 +424,6 @@ def _validate_and_checkpoint(run: _Run, epoch: int, row: dict) -> None:
     """Validate when due (a better one is saved as ``best``), then write the epoch's row
     and the ``last`` checkpoint."""
     cfg, info, splits, writer = run.cfg, run.info, run.splits, run.writer
-    ckpt_dir = run.run_dir / "checkpoints"
     is_last = epoch + 1 == cfg.optim.epochs
     if splits.val is not None and ((epoch + 1) % cfg.eval.every == 0 or is_last):
         probs = predict_table(run.model, splits.val, cfg, run.device, dist_info=info)
@@ -433,12 +435,12 @@ def _validate_and_checkpoint(run: _Run, epoch: int, row: dict) -> None:
                 writer.add_scalar("val/war", s["war"] or 0.0, run.step)
             if cfg.eval.select == "best_val" and (s["uar"] or 0.0) > run.best:
                 run.best = s["uar"] or 0.0
-                save_checkpoint(ckpt_dir / "best.safetensors", run.model, run.optimizer, run.scaler, run.mixer,
+                save_checkpoint(checkpoint_path(run.run_dir, "best"), run.model, run.optimizer, run.scaler, run.mixer,
                                 {"epoch": epoch + 1, "step": run.step, "config_hash": run.config_hash,
                                  "val_uar": run.best})
     if not info.is_main:
         return
-    _append_metrics(run.run_dir / "metrics.csv", row)
+    _append_metrics(run.run_dir / METRICS_FILE, row)
     if writer is not None:
         writer.add_scalar("train/epoch_loss", row["train_loss"], epoch + 1)
         writer.add_scalar("train/clips_per_s", row["clips_per_s"], epoch + 1)
@@ -473,59 +475,20 @@ def _append_metrics(path: Path, row: dict) -> None:
 def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop the rows of epochs after the checkpoint (written before an interruption).
 
-    The rows of the epochs done are kept as they are, so they must be dfer's own: a file
-    that is not (not a regular file, not text, empty, another header, a row that is not the
-    epoch's numbers) is refused in one line naming its line, never replaced. A last line
-    without its line end is an append cut short by a kill, of an epoch not checkpointed.
+    The rows of the epochs done are kept as they are, so they must be dfer's own
+    (:func:`dfer.rundir.read_epoch_log` refuses any other file in one line naming its line,
+    and it is never replaced).
     """
     if not os.path.lexists(path):
         return
-    header = ",".join(_METRIC_FIELDS)
     if epochs_done == 0:  # no epoch done: no row to keep
         with atomic_path(path) as tmp:
-            tmp.write_text(header + "\r\n", encoding="utf-8")
+            tmp.write_text(",".join(_METRIC_FIELDS) + "\r\n", encoding="utf-8")
         return
-
-    def refuse(line: int | None, what: str) -> ConfigError:
-        return ConfigError(f"{where(path, line)}: {what}; the file is damaged (delete it to resume without the "
-                           f"earlier rows, or --restart)")
-
-    if not is_regular_file(path):
-        raise refuse(None, "not a regular file")
-    data = path.read_bytes()
-    lines = data.splitlines(keepends=True)
-    if lines and not lines[-1].endswith(b"\n"):
-        lines.pop()  # cut short by a kill mid-append: an epoch after the checkpoint
-    if not lines:
-        raise refuse(None, f"{'empty' if not data else 'holds no whole line'}, but the checkpoint is after epoch "
-                           f"{epochs_done}, whose rows it held")
-    kept = []
-    for number, raw in enumerate(lines, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise refuse(number, "not UTF-8 text") from None
-        cells = next(csv.reader([text.rstrip("\r\n")]), [])
-        if number == 1:
-            if cells != _METRIC_FIELDS:
-                raise refuse(1, f"the header is {text.strip()!r:.80}, expected {header!r}")
-            continue
-        if len(cells) != len(_METRIC_FIELDS):
-            raise refuse(number, f"{len(cells)} cells, expected {len(_METRIC_FIELDS)} ({header})")
-        try:
-            epoch = int(cells[0])
-        except ValueError:
-            raise refuse(number, f"epoch {cells[0]!r:.40} is not an integer") from None
-        for name, cell in zip(_METRIC_FIELDS[1:], cells[1:]):
-            try:
-                float(cell or 0)
-            except ValueError:
-                raise refuse(number, f"{name} {cell!r:.40} is not a number") from None
-        if epoch <= epochs_done:
-            kept.append(raw)
-    if len(kept) != len(lines) - 1 or len(lines) != len(data.splitlines()):
+    header, kept, more = read_epoch_log(path, _METRIC_FIELDS, epochs_done)
+    if more:
         with atomic_path(path) as tmp:
-            tmp.write_bytes(lines[0] + b"".join(kept))
+            tmp.write_bytes(header + b"".join(kept))
 
 
 # ---------------------------------------------------------------------- CLI

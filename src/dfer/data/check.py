@@ -109,14 +109,30 @@ class CheckReport:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+#: the header of the list of skipped clips (:func:`write_skipped`)
+SKIPPED_HEADER = ("clip_id", "source", "problem", "detail")
+
+
+def is_skipped_list(path: Path) -> bool:
+    """Whether ``path`` is a list of skipped clips dfer wrote: its first line is
+    :data:`SKIPPED_HEADER`, which a rerun may replace."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return tuple(next(csv.reader([f.readline(4096)]), [])) == SKIPPED_HEADER
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+
+
 def write_skipped(report: CheckReport, path: str | os.PathLike) -> Path:
-    """Write the skipped clips (id, source, problem, detail) as CSV, e.g. into a run dir."""
+    """Write the skipped clips (id, source, problem, detail) as CSV, e.g. into a run dir.
+    Where the user names the file, :func:`dfer.io.claim_file` with :func:`is_skipped_list`
+    judges it first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     skipped = set(report.skipped)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["clip_id", "source", "problem", "detail"])
+        w.writerow(SKIPPED_HEADER)
         for row in zip(report.bad_id, report.bad_source, report.bad_problem, report.bad_detail):
             if row[0] in skipped:
                 w.writerow(row)

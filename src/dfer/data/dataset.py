@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from dfer.data.decode import num_frames_of, read_frames
 from dfer.data.table import ClipTable
 from dfer.errors import ConfigError, DataError
+from dfer.targets import one_hot
 
 __all__ = ["ClipDataset", "EpochSampler", "collate", "build_loader", "item_seed"]
 
@@ -91,7 +92,7 @@ class ClipDataset(Dataset):
                 if missing.any():
                     raise DataError(f"{table.name}: clips {[str(c) for c in table.clip_id[missing][:5]]} have no hard label "
                                     f"(no label and no majority vote), expected one for target='hard'")
-                self.soft = np.eye(C, dtype=np.float32)[self.labels]
+                self.soft = one_hot(self.labels, C)
 
     def __len__(self) -> int:
         return len(self.table)

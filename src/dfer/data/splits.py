@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer.config import HARD_LABEL_MODES, DataConfig, RunConfig
+from dfer.config import DataConfig, RunConfig
 from dfer.data.check import check_table
 from dfer.data.corpora.registry import load_source
 from dfer.data.dataset import ClipDataset
@@ -19,6 +19,8 @@ from dfer.data.transforms import build_transforms
 from dfer.emotions import resolve_classes
 from dfer.errors import ConfigError, DataError
 from dfer.metrics import clear_mask
+from dfer.rundir import CACHE_DIR
+from dfer.targets import HARD_LABEL_MODES
 
 
 def load_source_table(source, classes: tuple[str, ...]) -> ClipTable:
@@ -110,7 +112,7 @@ def _with_train_sources(train: ClipTable, cfg: RunConfig, classes: tuple[str, ..
         other = other.resolve_labels(cfg.data.ties, cfg.seed, f"{ts.root} (training clips)",
                                      required=cfg.label_mode in HARD_LABEL_MODES)
         if cfg.data.check_disk:
-            cache = (run_dir / "cache") if run_dir is not None else None
+            cache = (run_dir / CACHE_DIR) if run_dir is not None else None
             other, reports[f"train_sources[{i}]"] = check_table(other, on_bad_clip=cfg.data.on_bad_clip,
                                                                 cache_dir=cache)
         other = other.with_columns(fold=np.zeros(len(other), np.int8), split=np.zeros(len(other), np.uint8))
@@ -164,7 +166,7 @@ def build_splits(cfg: RunConfig, run_dir: Path | None = None) -> Splits:
         raise DataError(f"no test clips for fold={src.fold} split={src.test_split!r}")
     reports: dict = {}
     if cfg.data.check_disk:
-        cache = (run_dir / "cache") if run_dir is not None else None
+        cache = (run_dir / CACHE_DIR) if run_dir is not None else None
         train, reports["train"] = check_table(train, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
         test, reports["test"] = check_table(test, on_bad_clip=cfg.data.on_bad_clip, cache_dir=cache)
         if val is not None:

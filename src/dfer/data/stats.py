@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from dfer.config import MAX_THREADS, arg
-from dfer.data.check import check_table, write_skipped
+from dfer.data.check import check_table, is_skipped_list, write_skipped
 from dfer.data.corpora.registry import KINDS, detect_kind, load_source, option_values
 from dfer.data.table import ClipTable, Split
 from dfer.errors import ConfigError
-from dfer.io import claim_folder, holds, write_text_atomic
+from dfer.io import claim_file, claim_folder, holds, write_text_atomic
 from dfer.metrics import clear_mask, coexistence_matrix
 
 CLEAR_THRESHOLD = 0.9
@@ -174,7 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--workers", type=arg(int, range="[1, inf)", limit=MAX_THREADS), help="threads (default 4 x CPUs, at most 32)")
     c.add_argument("--cache-dir", help="cache folder for the check results")
     c.add_argument("--on-bad-clip", choices=("error", "skip"), default="error")
-    c.add_argument("--skipped-out", help="CSV to list the skipped clips in (with --on-bad-clip skip)")
+    c.add_argument("--skipped-out", help="CSV to list the skipped clips in (with --on-bad-clip skip): a new file, or "
+                                         "one dfer data check wrote")
+    c.add_argument("--overwrite", action="store_true", help="replace --skipped-out even if it is not dfer's")
     c.add_argument("--no-verify", action="store_true", help="count frames only, decode nothing")
     c.add_argument("--deep", action="store_true",
                    help="decode every frame of every clip (the default decodes a folder's first and last "
@@ -211,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
               else (args.out, "stats", "dfer data stats", _is_earlier_stats))
     if target[0]:
         claim_folder(*target, create=False)
+    if args.action == "check" and args.skipped_out:
+        claim_file(args.skipped_out, "dfer data check", is_skipped_list, overwrite=args.overwrite, flag="--overwrite")
     table = _load(args)
     if args.action == "check":
         if target[0]:

@@ -34,6 +34,7 @@ import numpy as np
 from dfer.emotions import label_map
 from dfer.errors import DataError
 from dfer.io import atomic_path
+from dfer.targets import soft_labels
 
 
 class ClipKind(enum.IntEnum):
@@ -271,19 +272,10 @@ class ClipTable:
         Raises:
             DataError: if a clip has neither votes nor a hard label.
         """
-        n, C = len(self), self.num_classes
-        out = np.zeros((n, C), np.float32)
-        has = self.has_votes
-        v = self.votes[has].astype(np.float64)  # a float32 sum of large counts would overflow to inf
-        out[has] = v / v.sum(axis=1, keepdims=True)
-        rest = ~has
-        if rest.any():
-            lab = self.label[rest]
-            if (lab < 0).any():
-                bad = self.clip_id[rest][lab < 0][:5]
-                raise DataError(f"{self.name}: clips {_ids(bad)} have neither votes nor a label")
-            out[np.flatnonzero(rest), lab] = 1.0
-        return out
+        missing = ~self.has_votes & (self.label < 0)
+        if missing.any():
+            raise DataError(f"{self.name}: clips {_ids(self.clip_id[missing][:5])} have neither votes nor a label")
+        return soft_labels(self.votes, self.label)  # votes / row sum, in float64 (dfer.targets)
 
     def hard_labels(self) -> np.ndarray:
         """(N,) int64 hard labels: the given label, else the majority vote (-1 on a tie)."""

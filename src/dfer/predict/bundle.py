@@ -9,15 +9,12 @@ from pathlib import Path
 import torch
 
 from dfer.calibration import OutputRule, answering, as_prior
-from dfer.checkpoint import load_checkpoint, load_run
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms
 from dfer.distributed import resolve_device
-from dfer.emotions import resolve_classes
-from dfer.errors import ConfigError, first_line
+from dfer.errors import ConfigError
 from dfer.inference import channels_last, fold_batchnorm
-from dfer.models import create_model_for_weights
 from dfer.pretrained import NAME, weights_path
-from dfer.pretrained.model import build_model
+from dfer.rundir import load_checkpoint_file, load_run, load_shipped, selected_checkpoint
 
 __all__ = ["ModelBundle", "load_model", "load_pretrained", "input_transform"]
 
@@ -57,7 +54,8 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
                pretrained: bool | None = None, model_name: str = "tsm_resnet18", classes: str = "basic7",
                size: int | None = None, num_frames: int | None = None, device: str = "auto",
                prior_correction: float | None = None, tta: str | None = None) -> ModelBundle:
-    """Load a model: dfer's shipped FER+ model, a run directory or a bare checkpoint file.
+    """Load a model: dfer's shipped FER+ model, a run directory or a bare checkpoint file
+    (each read by :mod:`dfer.rundir`, the one home of those files).
 
     The model comes for inference: in eval mode, its BatchNorms folded into the
     convolutions before them (:func:`dfer.inference.fold_batchnorm`) and its 2-D
@@ -97,21 +95,12 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
         model, cfg, run_classes = load_run(run_dir, which=which, device=dev)  # one line on a damaged file
         bundle = ModelBundle(model, tuple(run_classes), int(size or cfg.data.size),
                              int(num_frames or cfg.data.num_frames), dev,
-                             {"run": str(run_dir), "which": which or ("best" if cfg.eval.select == "best_val" else "last"),
-                              "model": cfg.model.name}, grey=bool(cfg.data.grey), face_crop=float(cfg.data.face_crop))
+                             {"run": str(run_dir), "which": which or selected_checkpoint(cfg), "model": cfg.model.name},
+                             grey=bool(cfg.data.grey), face_crop=float(cfg.data.face_crop))
     else:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise ConfigError(f"{path}: checkpoint file not found")
-        class_names = tuple(resolve_classes(classes))
-        model = create_model_for_weights(model_name, len(class_names))
-        try:
-            load_checkpoint(path, model)
-        except Exception as e:
-            raise ConfigError(f"{path}: not a dfer checkpoint for {model_name} with {len(class_names)} classes "
-                              f"({type(e).__name__}: {first_line(e)})") from None
-        bundle = ModelBundle(model.to(dev).eval(), class_names, int(size or 224), int(num_frames or 8), dev,
-                             {"checkpoint": str(path), "model": model_name})
+        model, class_names = load_checkpoint_file(checkpoint, model_name, classes, device=dev)
+        bundle = ModelBundle(model, class_names, int(size or 224), int(num_frames or 8), dev,
+                             {"checkpoint": str(Path(checkpoint)), "model": model_name})
     if bundle.size < 8:
         raise ConfigError(f"--size must be >= 8, got {bundle.size}")
     if bundle.num_frames < 1:
@@ -140,7 +129,7 @@ def _output_rule(bundle: ModelBundle, prior_correction: float | None, tta: str |
 
 def _load_pretrained_bundle(device: torch.device, size: int | None, num_frames: int | None) -> ModelBundle:
     path = weights_path()
-    model, meta = build_model(path, device=device)  # raises, saying how to reinstall, on a broken file
+    model, meta = load_shipped(path, device=device)  # raises, saying how to reinstall, on a broken file
     face_crop = float(meta["face_crop"])
     source = {"pretrained": NAME, "name": "dfer FER+ ResNet-18",
               "description": "dfer's shipped face-expression model: a ResNet-18 over one grey face, trained on "

@@ -19,9 +19,9 @@ downloaded. Its safetensors metadata (key ``dfer_pretrained``, JSON) says how to
   training data, the strength of the correction that divides it out, the temperature and
   the test-time augmentation; absent in older files (no correction, no augmentation).
 
-This module reads the file; :func:`dfer.pretrained.model.build_model` makes the network of
-it, :mod:`dfer.pretrained.export` writes a new one from a finished run
-(``python -m dfer.pretrained RUN_DIR``). Used by ``dfer predict`` without ``--run``
+This module reads the file; :func:`dfer.rundir.load_shipped` makes the network of it,
+:mod:`dfer.pretrained.export` writes a new one from a finished run (``python -m
+dfer.pretrained RUN_DIR``). Used by ``dfer predict`` without ``--run``
 (:func:`dfer.load_pretrained`), by ``model.pretrained: ferplus`` for the video models
 (:func:`dfer.models.weights.trunk_state`), and by ``dfer evaluate --pretrained``.
 """
@@ -41,7 +41,7 @@ from dfer.emotions import canonical
 from dfer.errors import ConfigError, DfeError
 from dfer.io import first_non_finite, is_regular_file
 
-__all__ = ["NAME", "weights_path", "read_pretrained", "pretrained_info"]
+__all__ = ["NAME", "weights_path", "read_pretrained", "pretrained_info", "is_shipped_file"]
 
 NAME = "ferplus"
 WEIGHTS_FILE = "ferplus_resnet18.safetensors"
@@ -80,6 +80,18 @@ def read_pretrained(path: str | os.PathLike | None = None) -> tuple[dict[str, to
     return state, meta
 
 
+def is_shipped_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a model file of dfer's (safetensors with its ``dfer_pretrained``
+    metadata), damaged weights or not: one ``python -m dfer.pretrained`` may replace."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return _META_KEY in (f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
 def damaged(path: Path, e: BaseException) -> ConfigError:
     """The one line of a shipped file that does not read as one: the file, what is wrong, how
     to reinstall."""
@@ -97,7 +109,7 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
     """The metadata of a shipped file (see the module docstring), every field of the type and
     range dfer reads it with; ValueError/KeyError naming the field otherwise. The lengths of
     ``mean`` and ``std`` are checked against the model's input channels when it is built
-    (:func:`dfer.pretrained.model.build_model`)."""
+    (:func:`dfer.rundir.load_shipped`)."""
     def number(x) -> bool:
         return type(x) in (int, float) and math.isfinite(x)
 

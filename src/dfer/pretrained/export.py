@@ -1,7 +1,10 @@
 """Write a finished ``dfer train`` run of one-frame grey faces as dfer's shipped model file::
 
-    python -m dfer.pretrained RUN_DIR --face-crop 0.65 [--out FILE] [--num-frames 8] \
+    python -m dfer.pretrained RUN_DIR --face-crop 0.65 [--out FILE] [--overwrite] [--num-frames 8] \
         [--prior-correction TAU] [--temperature T] [--tta flip]
+
+``--out`` replaces a model file of dfer's (the shipped one by default); any other file is
+refused in one line, exit 2, unless ``--overwrite`` is given.
 
 The file records the class prior of the run's training data (the mean of its training
 targets, every copy of a repeated source counted), so that a prior correction can be
@@ -23,24 +26,26 @@ import torch
 from safetensors.torch import save_file
 
 from dfer.calibration import TTA, OutputRule, class_prior
-from dfer.checkpoint import load_run
 from dfer.config import arg
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from dfer.errors import ConfigError
-from dfer.io import atomic_path
-from dfer.pretrained import _META_KEY, weights_path
+from dfer.errors import ConfigError, DfeError
+from dfer.io import atomic_path, claim_file, make_folder
+from dfer.pretrained import _META_KEY, is_shipped_file, weights_path
+from dfer.rundir import RESULTS_FILE, load_run, read_results
 
 __all__ = ["export_run", "main"]
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, face_crop: float = 1.0,
                num_frames: int = 8, metrics: dict | None = None, prior_correction: float = 0.0,
-               temperature: float = 1.0, tta: str = "none", prior: np.ndarray | None = None) -> Path:
+               temperature: float = 1.0, tta: str = "none", prior: np.ndarray | None = None,
+               overwrite: bool = False) -> Path:
     """Write a finished ``dfer train`` run of one-frame grey faces as the shipped file (fp16).
 
     Args:
         run_dir: the run (its ``config.yaml``, ``classes.json``, last checkpoint).
-        out: the file to write (default :func:`weights_path`).
+        out: the file to write (default :func:`weights_path`): a new one or a model file of
+            dfer's (:func:`dfer.pretrained.is_shipped_file`), any file with ``overwrite``.
         face_crop: see the module docstring.
         num_frames: frames ``dfer predict`` samples per window; the model averages their
             features (it was trained on single frames, so any number works).
@@ -51,13 +56,15 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             data, which reads the training corpus).
     """
     run_dir = Path(run_dir)
+    out = claim_file(out if out is not None else weights_path(), "python -m dfer.pretrained", is_shipped_file,
+                     overwrite=overwrite, flag="--overwrite")
     model, cfg, classes = load_run(run_dir, which="last", device=torch.device("cpu"))
     if cfg.data.num_frames != 1 or not 0 < face_crop <= 1 or num_frames < 1:
         raise ConfigError(f"{run_dir}: the shipped model is a one-frame face model with a face crop in (0, 1]; "
                           f"this run has data.num_frames={cfg.data.num_frames} (face_crop {face_crop}, "
                           f"num_frames {num_frames})")
-    if metrics is None and (run_dir / "results.json").is_file():
-        res = json.loads((run_dir / "results.json").read_text())
+    if metrics is None and (run_dir / RESULTS_FILE).is_file():
+        res = read_results(run_dir / RESULTS_FILE)
         metrics = {k: res.get(k) for k in ("war", "uar", "kl_to_votes", "ece", "per_class_recall", "num_clips")}
         metrics["split"] = cfg.data.source.test_split
     if prior is None:
@@ -76,8 +83,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             **rule.describe()}
     state = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
              for k, v in model.state_dict().items()}
-    out = Path(out) if out is not None else weights_path()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent, "python -m dfer.pretrained")
     with atomic_path(out) as tmp:
         save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta)})
         os.chmod(tmp, 0o644)  # package data: readable by every user of an installed dfer
@@ -100,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m dfer.pretrained",
                                 description="write a finished FER+ run as dfer's shipped model")
     p.add_argument("run_dir")
-    p.add_argument("--out", help=f"file to write (default: {weights_path()})")
+    p.add_argument("--out", help=f"file to write: a new one or a model file of dfer's (default: {weights_path()})")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even if it is not a model file of dfer's")
     p.add_argument("--face-crop", type=float, required=True,
                    help="centred fraction of the aligned 256x256 face that matches the training framing")
     p.add_argument("--num-frames", type=int, default=8, help="frames per window for dfer predict (default 8)")
@@ -112,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         print(export_run(args.run_dir, args.out, face_crop=args.face_crop, num_frames=args.num_frames,
-                         prior_correction=args.prior_correction, temperature=args.temperature, tta=args.tta))
-    except ConfigError as e:
+                         prior_correction=args.prior_correction, temperature=args.temperature, tta=args.tta,
+                         overwrite=args.overwrite))
+    except DfeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from dfer.metrics import confusion_matrix, uar
+from dfer.targets import blend, one_hot
 
 CLEAN, HARD, NOISY = 0, 1, 2
 SPLIT_NAMES = ("clean", "hard", "noisy")
@@ -130,8 +131,7 @@ def corrected_targets(soft: torch.Tensor, label: torch.Tensor, consensus: torch.
         return soft, label
     noisy = split == NOISY
     top = consensus.argmax(dim=-1)
-    onehot = torch.nn.functional.one_hot(top, soft.shape[1]).to(soft.dtype)
-    soft[noisy] = (1 - correct_mix) * soft[noisy] + correct_mix * onehot[noisy]
+    soft[noisy] = blend(soft[noisy], one_hot(top[noisy], soft.shape[1]), correct_mix)
     if correct_mix >= 0.5:
         label[noisy] = top[noisy]
     return soft, label

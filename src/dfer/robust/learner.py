@@ -27,13 +27,15 @@ pass is a pure function of the model, the epoch and the number of processes.
 from __future__ import annotations
 
 import csv
+import math
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from dfer.config import HARD_LABEL_MODES, RobustConfig
+from dfer.config import RobustConfig
 from dfer.data.corpora.synthetic import TRUTH_FILE, read_truth
 from dfer.data.dataset import build_loader, item_seed
 from dfer.data.decode import num_frames_of
@@ -46,11 +48,33 @@ from dfer.io import atomic_path
 from dfer.robust.agreement import (CLEAN, HARD, NOISY, SPLIT_NAMES, clip_agreement, corrected_targets, label_uar,
                                    sample_weights, split_samples)
 from dfer.robust.keyframe import ClipSetSampler, KeyExpressionSampler, frame_scores
+from dfer.rundir import ROBUST_FILE, read_epoch_log
+from dfer.targets import HARD_LABEL_MODES, hard_or_soft
 
 CSV_FIELDS = ["epoch", "passes", "skipped", "label_uar", "clean", "hard", "noisy", "mean_agreement", "mean_weight",
               "noisy_precision", "noisy_recall", "hard_precision", "hard_recall", "truth_noisy", "truth_hard"]
 
-__all__ = ["RobustLearner", "detection_scores"]
+__all__ = ["RobustLearner", "detection_scores", "read_robust_log"]
+
+_RATE = (0.0, 1.0, False)
+
+
+def read_robust_log(path: Path, epochs_done: int, num_clips: int | None = None) -> list[dict[str, str]]:
+    """The rows of the epochs 1..``epochs_done`` of a run's ``robust.csv``, checked
+    (:func:`dfer.rundir.read_epoch_log`): the header :data:`CSV_FIELDS`, the pass counts
+    whole numbers, the clip counts whole numbers (of at most ``num_clips``, the training
+    clips, when given), the UAR, agreement, precisions and recalls in [0, 1] and the mean weight a
+    finite number >= 0; one line naming the file, line and field otherwise. No file: no rows.
+    """
+    if epochs_done == 0 or not os.path.lexists(path):
+        return []
+    counts = (0.0, math.inf if num_clips is None else float(num_clips), True)
+    cells = {"passes": (0.0, math.inf, True), "skipped": (0.0, math.inf, True), "label_uar": _RATE,
+             "mean_agreement": _RATE, "mean_weight": (0.0, math.inf, False),
+             **{k: counts for k in ("clean", "hard", "noisy", "truth_noisy", "truth_hard")},
+             **{k: _RATE for k in ("noisy_precision", "noisy_recall", "hard_precision", "hard_recall")}}
+    _, kept, _ = read_epoch_log(path, CSV_FIELDS, epochs_done, cells)
+    return list(csv.DictReader([b.decode("utf-8") for b in kept], fieldnames=CSV_FIELDS))
 
 
 def detection_scores(pred: np.ndarray, truth: np.ndarray) -> tuple[float | None, float | None]:
@@ -191,13 +215,11 @@ class RobustLearner:
 
     def on_epoch_end(self, epoch: int, run_dir) -> None:
         """Append this epoch's row to ``run_dir/robust.csv`` (rows of later epochs, left by an
-        interrupted run, are dropped) and rewrite ``run_dir/robust_samples.csv``."""
+        interrupted run, are dropped; the rows kept are checked, :func:`read_robust_log`) and
+        rewrite ``run_dir/robust_samples.csv``."""
         run_dir = Path(run_dir)
-        path = run_dir / "robust.csv"
-        rows = []
-        if path.exists():
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epoch]
+        path = run_dir / ROBUST_FILE
+        rows = read_robust_log(path, epoch, len(self.table))
         rows.append(self.summary(epoch + 1))
         _write_csv(path, CSV_FIELDS, rows)
         self._write_samples(run_dir / "robust_samples.csv")
@@ -289,12 +311,7 @@ class RobustLearner:
     def _target(self, hard_labels: bool) -> torch.Tensor:
         """(N, C) what the split compares with: one-hot hard labels (videos without one keep
         their soft label) or the soft labels."""
-        if not hard_labels:
-            return self.soft0
-        has = self.label0 >= 0
-        target = self.soft0.clone()
-        target[has] = torch.nn.functional.one_hot(self.label0[has], self.num_classes).float()
-        return target
+        return hard_or_soft(self.label0, self.soft0) if hard_labels else self.soft0
 
     def _write_samples(self, path: Path) -> None:
         rows = []

@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 from dfer.calibration import TTA, OutputRule, class_prior
 from dfer.config import arg
+from dfer.data.splits import build_splits
 from dfer.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dfer.errors import ConfigError, DfeError
 from dfer.io import atomic_path, claim_file, make_folder
@@ -93,8 +94,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
 def training_prior(cfg) -> np.ndarray:
     """The class prior of a run's training data: the mean of its training targets (vote
     distributions, or one-hot labels), every copy of a repeated source counted."""
-    from dfer.data.splits import build_splits
-
     train = build_splits(cfg).train.resolve_labels(cfg.data.ties, cfg.seed, "training clips", required=False)
     try:
         return class_prior(train.soft_labels())

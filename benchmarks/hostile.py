@@ -276,6 +276,8 @@ def cases() -> list[Case]:
         "label_mode=nope", "seed=4294967296", "device=gpu", "name=../x", "name=a/b", "threads=-1",
         "robust.num_clips=1", "nonexistent.key=1", "optim=3", "data.source=5", "optim.lr", "=1",
         "optim.lr=[1,2]", "data.size=1e400",
+        "data.erase=1.5", "data.erase=-0.1", "data.erase_scale=[0.3,0.1]", "data.erase_scale=[0,2]",
+        "data.rotate=-5", "data.rotate=abc", "data.scale_jitter=1", "data.jitter=2", "optim.precision=fp64",
     ]
     for ov in bad_overrides:
         add(Case(f"set-{ov}", [*pc, ov]))
@@ -377,6 +379,17 @@ def cases() -> list[Case]:
     add(Case("path-predict-out-user-folder", ["predict", video, "--out", "{case}/home"],
              prepare=_user_folder("home"), lines=2))
     add(Case("path-predict-out-file", ["predict", video, "--out", "{case}/f"], prepare=_write("f", "x"), lines=2))
+    # the answer rule: values out of range, and a correction the model cannot make (the shipped file of
+    # an earlier dfer records no training prior; a run never does)
+    for value in ("-1", "3", "abc", "nan"):
+        add(Case(f"answer-prior-correction-{value}", ["predict", video, "--out", "{case}/p",
+                                                      "--prior-correction", value]))
+    add(Case("answer-tta-unknown", ["predict", video, "--out", "{case}/p", "--tta", "ten-crop"]))
+    add(Case("answer-correction-without-prior", ["predict", video, "--out", "{case}/p", "--prior-correction", "0.5"],
+             expect=("refused", "ok"), outputs=["p/single_face.json"]))
+    add(Case("answer-flip-ok", ["predict", video, "--out", "{case}/p", "--tta", "flip"], expect=("ok",),
+             outputs=["p/single_face.json"]))
+    add(Case("answer-evaluate-run-tta", ["evaluate", "{case}/run", "--tta", "flip"], prepare=_copy("run")))
     add(Case("path-predict-out-home-link", ["predict", video, "--out", "{case}/link"],
              prepare=_then(_user_folder("home"), _link("link", "{case}/home")), lines=2))
     add(Case("path-predict-own-json-of-user", ["predict", "{case}/single_face.mp4", "--out", "{case}"],

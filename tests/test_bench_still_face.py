@@ -59,7 +59,9 @@ def test_both_arms_are_measured_alike_and_the_naive_arm_is_reproducible(bench, f
     # the script's scorer on dfer's probabilities gives what dfer's own evaluation wrote
     own = json.loads((Path(both["dfer"]["run_dir"]) / "results.json").read_text())
     assert own["num_clips"] == kept
-    assert (own["war"], own["uar"], own["ece"]) == (both["dfer"]["accuracy"], both["dfer"]["uar"], both["dfer"]["ece"])
+    assert (own["war"], own["uar"]) == (both["dfer"]["accuracy"], both["dfer"]["uar"])
+    # the run may evaluate with channels-last weights (precision auto): equal up to float rounding
+    assert own["ece"] == pytest.approx(both["dfer"]["ece"], abs=1e-6)
     assert own["kl_to_votes"] == pytest.approx(both["dfer"]["kl"], rel=1e-6)
 
     again = _run(bench, capsys, ferplus_root, tmp_path / "b", "--only", "naive")["arms"]["naive"]

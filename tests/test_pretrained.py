@@ -548,6 +548,24 @@ def test_export_writes_a_run_as_the_shipped_file_and_it_loads_back(tmp_path):
     torch.testing.assert_close(model(x), source.half().float()(x), rtol=1e-4, atol=1e-4)
 
 
+def test_export_without_the_training_corpus_says_so_or_writes_no_prior(tmp_path, capsys):
+    from dfer.pretrained import read_pretrained
+    from dfer.pretrained.export import main as export_main
+
+    run = write_random_run(tmp_path / "run", size=32, num_frames=1)  # its config names no corpus
+    out = tmp_path / "m.safetensors"
+    assert export_main([str(run), "--face-crop", "0.8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "class prior of its training data cannot be computed" in err[0] and "--no-prior" in err[0]
+    assert not out.exists()
+    assert export_main([str(run), "--face-crop", "0.8", "--out", str(out), "--no-prior", "--prior-correction",
+                        "0.5"]) == 2
+    assert "needs the training class prior" in capsys.readouterr().err
+    assert export_main([str(run), "--face-crop", "0.8", "--out", str(out), "--no-prior", "--tta", "flip"]) == 0
+    meta = read_pretrained(out)[1]
+    assert meta["prior"] is None and meta["tta"] == "flip" and meta["prior_correction"] == 0.0
+
+
 def test_export_refuses_a_multi_frame_run_and_needs_a_measured_face_crop(tmp_path, capsys):
     from dfer.pretrained.export import main as export_main
 
@@ -567,7 +585,7 @@ def test_export_replaces_a_model_file_of_dfers_and_refuses_any_other_unless_told
     run = write_random_run(tmp_path / "run", size=32, num_frames=1)
     mine = tmp_path / "weights.safetensors"
     mine.write_bytes(b"the user's own file")
-    args = [str(run), "--face-crop", "0.8", "--out", str(mine)]
+    args = [str(run), "--no-prior", "--face-crop", "0.8", "--out", str(mine)]  # the random run has no corpus
     assert export_main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {mine} exists and was not written by python -m dfer.pretrained; choose another, or "

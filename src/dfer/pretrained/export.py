@@ -1,7 +1,7 @@
 """Write a finished ``dfer train`` run of one-frame grey faces as dfer's shipped model file::
 
     python -m dfer.pretrained RUN_DIR --face-crop 0.65 [--out FILE] [--overwrite] [--num-frames 8] \
-        [--prior-correction TAU] [--temperature T] [--tta flip]
+        [--prior-correction TAU] [--temperature T] [--tta flip] [--no-prior]
 
 ``--out`` replaces a model file of dfer's (the shipped one by default); any other file is
 refused in one line, exit 2, unless ``--overwrite`` is given.
@@ -10,7 +10,9 @@ The file records the class prior of the run's training data (the mean of its tra
 targets, every copy of a repeated source counted), so that a prior correction can be
 applied or changed later (``dfer predict --prior-correction``); ``--prior-correction``,
 ``--temperature`` and ``--tta`` set the rule it answers with by default
-(:class:`dfer.calibration.OutputRule`).
+(:class:`dfer.calibration.OutputRule`). Computing the prior reads the run's training
+corpus; where it is not at hand, ``--no-prior`` writes the file without one (a prior
+correction is then refused for it).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ __all__ = ["export_run", "main"]
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, face_crop: float = 1.0,
                num_frames: int = 8, metrics: dict | None = None, prior_correction: float = 0.0,
                temperature: float = 1.0, tta: str = "none", prior: np.ndarray | None = None,
+               record_prior: bool = True,
                overwrite: bool = False) -> Path:
     """Write a finished ``dfer train`` run of one-frame grey faces as the shipped file (fp16).
 
@@ -55,6 +58,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
             (:class:`dfer.calibration.OutputRule`).
         prior: the class prior to record (default: computed from the run's training
             data, which reads the training corpus).
+        record_prior: False writes no prior (and then allows no prior correction).
     """
     run_dir = Path(run_dir)
     out = claim_file(out if out is not None else weights_path(), "python -m dfer.pretrained", is_shipped_file,
@@ -68,14 +72,18 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
         res = read_results(run_dir / RESULTS_FILE)
         metrics = {k: res.get(k) for k in ("war", "uar", "kl_to_votes", "ece", "per_class_recall", "num_clips")}
         metrics["split"] = cfg.data.source.test_split
-    if prior is None:
-        prior = training_prior(cfg)
+    if prior is None and record_prior:
+        try:
+            prior = training_prior(cfg)
+        except DfeError as e:
+            raise ConfigError(f"{run_dir}: the class prior of its training data cannot be computed ({e}); give "
+                              f"--no-prior to write the file without one") from None
     try:
-        rule = OutputRule(prior=tuple(float(v) for v in prior), prior_correction=prior_correction,
-                          temperature=temperature, tta=tta)
+        rule = OutputRule(prior=tuple(float(v) for v in prior) if record_prior else None,
+                          prior_correction=prior_correction, temperature=temperature, tta=tta)
     except ValueError as e:
         raise ConfigError(f"{run_dir}: {e}") from None
-    if len(rule.prior) != len(classes):
+    if rule.prior is not None and len(rule.prior) != len(classes):
         raise ConfigError(f"{run_dir}: a prior of {len(rule.prior)} classes for a model of {len(classes)}")
     meta = {"model": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "classes": list(classes),
             "size": int(cfg.data.size), "num_frames": int(num_frames), "grey": True,
@@ -114,11 +122,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="strength of the correction dividing the training class prior out of the answer (default 0)")
     p.add_argument("--temperature", type=arg(float, range="(0, 100]"), default=1.0,
                    help="temperature of the answer's softmax (default 1)")
+    p.add_argument("--no-prior", action="store_true",
+                   help="write no training class prior (its corpus is not at hand); no prior correction then")
     p.add_argument("--tta", choices=TTA, default="none", help="test-time augmentation (default none)")
     args = p.parse_args(argv)
     try:
         print(export_run(args.run_dir, args.out, face_crop=args.face_crop, num_frames=args.num_frames,
                          prior_correction=args.prior_correction, temperature=args.temperature, tta=args.tta,
+                         record_prior=not args.no_prior,
                          overwrite=args.overwrite))
     except DfeError as e:
         print(f"error: {e}", file=sys.stderr)

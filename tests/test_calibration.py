@@ -110,6 +110,12 @@ def test_answering_applies_flip_then_the_correction_then_the_temperature():
     torch.testing.assert_close(got, ref)
     assert not torch.allclose(model(x), model(x.flip(-1)))  # the mirror really is another input
     assert answering(model, OutputRule(prior=prior)) is model  # nothing to apply: the model itself
+    # the prior follows the logits to their device and dtype
+    z = adjust_logits(torch.zeros(2, 3, dtype=torch.float64), torch.tensor(prior).log(), 1.0)
+    assert z.dtype == torch.float64 and torch.allclose(z[0], -torch.tensor(prior, dtype=torch.float64).log())
+    if torch.cuda.is_available():  # pragma: no cover - no GPU in CI
+        wrapped = Answering(model, rule).cuda()
+        assert wrapped(x.cuda()).device.type == "cuda"
 
 
 @pytest.mark.parametrize("kwargs, message", [

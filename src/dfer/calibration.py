@@ -57,7 +57,7 @@ def class_prior(targets: np.ndarray) -> np.ndarray:
 
 def adjust_logits(logits: torch.Tensor, log_prior: torch.Tensor, tau: float) -> torch.Tensor:
     """``logits - tau * log_prior`` over the last axis (the post-hoc logit adjustment)."""
-    return logits if tau == 0 else logits - tau * log_prior.to(logits.dtype)
+    return logits if tau == 0 else logits - tau * log_prior.to(device=logits.device, dtype=logits.dtype)
 
 
 def cross_entropy(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:

@@ -109,7 +109,7 @@ def load_model(*, run: str | None = None, which: str | None = None, checkpoint: 
     bundle.source.update(size=bundle.size, num_frames=bundle.num_frames, answer=bundle.rule.describe())
     # faster convolutions, the same outputs up to float rounding
     channels_last(fold_batchnorm(bundle.model))
-    bundle.model = answering(bundle.model, bundle.rule)
+    bundle.model = answering(bundle.model, bundle.rule).to(bundle.device)  # the prior's buffer beside the weights
     return bundle
 
 

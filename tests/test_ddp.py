@@ -44,7 +44,8 @@ TORCHRUN = ROOT / ".venv" / "bin" / "torchrun"
 def tiny_overrides(root: Path, **over) -> list[str]:
     d = {"data.source.root": str(root), "data.num_frames": 4, "data.size": 32, "data.num_workers": 0,
          "data.scales": "[1.0,0.875]", "optim.epochs": 2, "optim.batch_size": 8, "optim.lr": 0.01,
-         "label_mode": "soft", "seed": 3, "threads": 1, "tensorboard": "false", "progress": "false"}
+         "label_mode": "soft", "seed": 3, "threads": 1, "tensorboard": "false", "progress": "false",
+         "optim.precision": "fp32"}  # auto picks a layout by timing; runs compared bit for bit must share it
     d.update(over)
     return [f"{k}={v}" for k, v in d.items()]
 

@@ -413,7 +413,7 @@ def test_training_with_robust_learning_resumes_exactly(synthetic_dfew, tmp_path,
             "data": {"source": {"kind": "dfew", "root": str(synthetic_dfew), "fold": 1}, "num_frames": 4,
                      "size": 32, "num_workers": 0, "scales": [1.0]},
             "model": {"name": "rdfer_resnet18", "kwargs": {"hidden_size": 32}},
-            "optim": {"epochs": 3, "batch_size": 8, "lr": 0.01},
+            "optim": {"epochs": 3, "batch_size": 8, "lr": 0.01, "precision": "fp32"},
             # min_label_uar 0: every pass counts, whatever three epochs taught (this tests resume)
             "robust": {"enabled": True, "warmup_epochs": 1, "num_clips": 2, "min_label_uar": 0.0},
             "eval": {"batch_size": 16}, "tensorboard": False, "progress": False}).validate()
@@ -455,7 +455,7 @@ def test_resuming_with_a_damaged_robust_csv_stops_before_training(synthetic_dfew
         "name": "run", "out_dir": str(tmp_path), "seed": 1, "label_mode": "soft",
         "data": {"source": {"kind": "dfew", "root": str(synthetic_dfew), "fold": 1}, "num_frames": 2,
                  "size": 32, "num_workers": 0, "scales": [1.0]},
-        "optim": {"epochs": 3, "batch_size": 8, "lr": 0.01},
+        "optim": {"epochs": 3, "batch_size": 8, "lr": 0.01, "precision": "fp32"},
         "robust": {"enabled": True, "warmup_epochs": 1, "num_clips": 2, "min_label_uar": 0.0},
         "eval": {"batch_size": 16}, "tensorboard": False, "progress": False, "threads": 1}).validate()
     run = train(cfg, stop_after_epochs=1)

@@ -16,6 +16,11 @@
   slower on an AMD EPYC without native bf16, where fp32 with channels-last weights ran
   1.17x faster than contiguous at 64 px and 1.06x at 48: only a measurement decides.
 
+Because ``auto`` decides by timing, two runs of one config may compute in different
+layouts (a near tie, as for small models, falls either way) and then agree only up to
+float rounding; set ``fp32`` where independent runs must be equal bit for bit (the tests
+that compare them do).
+
 The choice, how it was made and the timings go to the run's ``precision.json``; a resumed
 run reads it back and computes as it began, wherever it resumes. A run that began before
 dfer recorded its precision resumes as dfer then computed: fp32 on the CPU, mixed

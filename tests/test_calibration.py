@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from dfer.calibration import Answering, OutputRule, adjust_logits, answering, class_prior, cross_entropy, \
     fit_temperature
 from dfer.cli import main
 from dfer.metrics import reliability_curve
+from test_pretrained import _with_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 FERPLUS_FIXTURE = ROOT / "tests" / "data" / "ferplus"
@@ -131,23 +130,13 @@ def test_an_impossible_rule_is_refused(kwargs, message):
 
 
 # ---------------------------------------------------------------------------- the shipped file's rule
-def _shipped_with(path: Path, **changes) -> Path:
-    from dfer.pretrained import weights_path
-
-    with safe_open(str(weights_path()), framework="pt") as f:
-        meta = json.loads(f.metadata()["dfer_pretrained"])
-        state = {k: f.get_tensor(k) for k in f.keys()}
-    save_file(state, str(path), metadata={"dfer_pretrained": json.dumps({**meta, **changes})})
-    return path
-
-
 PRIOR8 = [0.32, 0.26, 0.12, 0.14, 0.08, 0.02, 0.04, 0.02]
 
 
 def test_the_files_rule_is_applied_and_the_command_line_overrides_it(tmp_path, monkeypatch):
     from dfer.predict import load_model
 
-    monkeypatch.setenv("DFER_PRETRAINED", str(_shipped_with(tmp_path / "m.safetensors", prior=PRIOR8,
+    monkeypatch.setenv("DFER_PRETRAINED", str(_with_metadata(tmp_path / "m.safetensors", prior=PRIOR8,
                                                             prior_correction=0.5, tta="flip")))
     x = torch.rand(2, 1, 3, 64, 64)
     plain = load_model(pretrained=True, device="cpu", prior_correction=0.0, tta="none")
@@ -169,7 +158,7 @@ def test_the_files_rule_is_applied_and_the_command_line_overrides_it(tmp_path, m
     ({"tta": "ten-crop"}, "tta 'ten-crop' is not one of none, flip"),
 ])
 def test_a_bad_rule_in_the_files_metadata_is_named(changes, message, tmp_path, monkeypatch, capsys):
-    path = _shipped_with(tmp_path / "m.safetensors", **changes)
+    path = _with_metadata(tmp_path / "m.safetensors", **changes)
     monkeypatch.setenv("DFER_PRETRAINED", str(path))
     out = tmp_path / "out"
     assert main(["predict", str(next(FACE.glob("*.png"))), "--aligned", "--out", str(out)]) == 2
@@ -179,7 +168,7 @@ def test_a_bad_rule_in_the_files_metadata_is_named(changes, message, tmp_path, m
 
 
 def test_a_correction_without_a_recorded_prior_or_for_a_run_is_one_line(tmp_path, monkeypatch, capsys):
-    path = _shipped_with(tmp_path / "m.safetensors")  # a file of an older dfer: no prior
+    path = _with_metadata(tmp_path / "m.safetensors")  # a file of an older dfer: no prior
     monkeypatch.setenv("DFER_PRETRAINED", str(path))
     out = tmp_path / "out"
     assert main(["predict", str(next(FACE.glob("*.png"))), "--aligned", "--prior-correction", "0.5",
@@ -194,7 +183,7 @@ def test_a_correction_without_a_recorded_prior_or_for_a_run_is_one_line(tmp_path
 
 
 def test_evaluate_reports_the_rule_it_answered_with(tmp_path, monkeypatch):
-    monkeypatch.setenv("DFER_PRETRAINED", str(_shipped_with(tmp_path / "m.safetensors", prior=PRIOR8)))
+    monkeypatch.setenv("DFER_PRETRAINED", str(_with_metadata(tmp_path / "m.safetensors", prior=PRIOR8)))
     runs = {}
     for name, extra in (("plain", []), ("flip", ["--tta", "flip", "--prior-correction", "1.0"])):
         out = tmp_path / name

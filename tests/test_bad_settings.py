@@ -60,7 +60,7 @@ class _DataRead(Exception):
     (["data.classes=happy"], "data.classes 'happy' names 1 class"),
     (["data.classes=happy,glee"], "data.classes 'happy,glee': "),
     (["name=../elsewhere"], "name must be a folder name"),
-    (["model.pretrained_classifier=true"], "model.pretrained_classifier takes the shipped FER+ model's classifier"),
+    (["model.pretrained_classifier=true"], "model.pretrained_classifier takes the classifier of a dfer model"),
 ])
 def test_a_setting_at_fault_stops_before_any_data_is_read_and_nothing_is_written(settings, message, synthetic_dfew,
                                                                                   tmp_path, capsys, monkeypatch):

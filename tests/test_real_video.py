@@ -248,22 +248,53 @@ def test_a_further_corpus_only_trains_and_its_classes_map_by_name(tmp_path):
 
 def test_the_shipped_classifier_is_taken_only_when_asked_and_only_for_its_classes():
     from dfer.models import create_model
-    from dfer.models.weights import load_ferplus_classifier
+    from dfer.models.weights import load_pretrained_classifier
     from dfer.pretrained import read_pretrained
 
     state, meta = read_pretrained()
     model = create_model("tsm_resnet18", num_classes=8, pretrained="ferplus", dropout=0.0, shift_div=0)
     fresh = model.classifier.weight.detach().clone()
     assert not torch.equal(fresh, state["classifier.weight"].float())  # the trunk alone by default
-    assert not load_ferplus_classifier(model, list(reversed(meta["classes"])))  # another order: no
+    assert not load_pretrained_classifier(model, list(reversed(meta["classes"])))  # another order: no
     assert torch.equal(model.classifier.weight, fresh)
-    assert load_ferplus_classifier(model, meta["classes"])
+    assert load_pretrained_classifier(model, meta["classes"])
     assert torch.equal(model.classifier.weight, state["classifier.weight"].float())
     assert torch.equal(model.classifier.bias, state["classifier.bias"].float())
     with pytest.raises(ConfigError, match="needs model.pretrained: ferplus"):
         load_config(None, ["model.pretrained_classifier=true"])
     with pytest.raises(ConfigError, match="would judge the copies of one clip apart"):
         load_config(None, ["robust.enabled=true", "data.repeat=2"])
+
+
+def test_a_model_file_of_a_longer_run_is_fine_tuned_whole_from_its_path(tmp_path):
+    """pretrained: PATH with pretrained_classifier takes that file's trunk and classifier (not
+    the shipped model's); a plain state dict has no classes to check, so it is refused."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from dfer.models import create_model
+    from dfer.models.weights import load_pretrained_classifier
+    from dfer.pretrained import read_pretrained, weights_path
+
+    state, meta = read_pretrained()
+    changed = {k: (v * 0.5 if k.startswith("classifier.") or k == "backbone.conv1.weight" else v)
+               for k, v in state.items()}
+    with safe_open(str(weights_path()), framework="pt") as f:
+        metadata = f.metadata()
+    path = tmp_path / "longer.safetensors"
+    save_file(changed, str(path), metadata=metadata)  # a model file of dfer's, other weights
+    model = create_model("tsm_resnet18", num_classes=8, pretrained=str(path), dropout=0.0, shift_div=0)
+    assert torch.equal(model.backbone.conv1.weight, changed["backbone.conv1.weight"])
+    assert load_pretrained_classifier(model, meta["classes"], str(path))
+    assert torch.equal(model.classifier.weight, changed["classifier.weight"])
+    assert not torch.equal(model.classifier.weight, state["classifier.weight"].float())
+    cfg = load_config(None, [f"model.pretrained={path}", "model.pretrained_classifier=true"])
+    assert cfg.model.pretrained == str(path)
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in changed.items()}, str(plain))
+    with pytest.raises(ConfigError, match=r"plain.safetensors: model.pretrained_classifier .* this file is not one"):
+        load_pretrained_classifier(model, meta["classes"], str(plain))
 
 
 def test_train_sources_settings_are_checked_when_the_config_is_read(tmp_path):

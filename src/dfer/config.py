@@ -333,8 +333,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "tsm_resnet18"
     pretrained: bool | str = False
-    #: with pretrained: ferplus, the shipped model's classifier too: training fine-tunes the
-    #: shipped model itself (the run's classes must be its eight, in its order)
+    #: the classifier too, with pretrained: ferplus (the shipped model's) or the path of a dfer
+    #: model file (python -m dfer.pretrained): training fine-tunes that model itself (the
+    #: run's classes must be the model's, in its order)
     pretrained_classifier: bool = False
     dropout: float = setting(0.5, range="[0, 1)")
     kwargs: dict = field(default_factory=dict)
@@ -344,9 +345,10 @@ class ModelConfig:
 
         if self.name not in list_models():
             raise ConfigError(f"{where}name must be {_either(list_models())}, got {self.name!r}")
-        if self.pretrained_classifier and self.pretrained != "ferplus":
-            raise ConfigError(f"{where}pretrained_classifier takes the shipped FER+ model's classifier: it needs "
-                              f"{where}pretrained: ferplus, got {self.pretrained!r}")
+        if self.pretrained_classifier and not isinstance(self.pretrained, str):
+            raise ConfigError(f"{where}pretrained_classifier takes the classifier of a dfer model: it needs "
+                              f"{where}pretrained: ferplus (the shipped model) or the path of a dfer model file, "
+                              f"got {self.pretrained!r}")
 
 
 @dataclass

@@ -50,7 +50,7 @@ from dfer.metrics import summarise
 from dfer.mixing import BatchMixer
 from dfer.precision import Precision, choose_precision, read_record, write_record
 from dfer.models import create_model
-from dfer.models.weights import load_ferplus_classifier
+from dfer.models.weights import load_pretrained_classifier
 from dfer.robust.learner import RobustLearner, read_robust_log
 from dfer.rundir import (CLASSES_FILE, CONFIG_FILE, METRICS_FILE, RESULTS_FILE, ROBUST_FILE, RUN_FILES, RUN_KIND,
                          checkpoint_path, evaluation_files, is_earlier_run, read_epoch_log,
@@ -258,10 +258,11 @@ def _set_up(cfg: RunConfig, info: DistInfo, device: torch.device, run_dir: Path,
 
     model = create_model(cfg.model.name, num_classes=num_classes, pretrained=cfg.model.pretrained,
                          dropout=cfg.model.dropout, **cfg.model.kwargs)
-    if cfg.model.pretrained_classifier and not load_ferplus_classifier(model, splits.classes):
-        raise ConfigError(f"model.pretrained_classifier: the run's classes {list(splits.classes)} are not the shipped "
-                          f"model's eight in its order (data.classes: ferplus8), or {cfg.model.name} has no linear "
-                          f"classifier of its size")
+    if cfg.model.pretrained_classifier and not load_pretrained_classifier(model, splits.classes,
+                                                                          cfg.model.pretrained):
+        raise ConfigError(f"model.pretrained_classifier: the run's classes {list(splits.classes)} are not those of "
+                          f"model.pretrained={cfg.model.pretrained} in its order (the shipped model's: data.classes: "
+                          f"ferplus8), or {cfg.model.name} has no linear classifier of its size")
     model = model.to(device)
     precision = _precision(cfg, info, device, model, run_dir, resume_meta is not None, num_classes)
     if precision.channels_last:

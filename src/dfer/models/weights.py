@@ -12,12 +12,14 @@
   (:mod:`dfer.pretrained`: trained on FER+'s grey faces, which it sees as three equal
   channels, at 64 px; a colour clip is fine to fine-tune on, and any input size works);
   with ``model.pretrained_classifier: true`` (and that model's eight classes) its
-  classifier too (:func:`load_ferplus_classifier`): training fine-tunes the shipped model;
+  classifier too (:func:`load_pretrained_classifier`): training fine-tunes the shipped model;
 - a path to a local state dict (``.pth``/``.pt`` via ``torch.load``, or ``.safetensors``):
   a torchvision-layout backbone (``conv1.weight``, ..., ``fc.weight``) or a dfer model
   (``backbone.conv1.weight``, ..., ``classifier.weight``). Only the backbone is loaded;
   the source's classifier (``fc.*`` / ``classifier.*``) is dropped because its number of
-  classes need not match, and the model keeps its freshly initialised classifier.
+  classes need not match, and the model keeps its freshly initialised classifier — unless the
+  file is a dfer model file (written by ``python -m dfer.pretrained``, its classes recorded)
+  and ``model.pretrained_classifier: true``: then training fine-tunes that model whole.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from torchvision.models import WeightsEnum
 
 from dfer.errors import ConfigError
 from dfer.io import first_non_finite, is_regular_file
-from dfer.pretrained import read_pretrained
+from dfer.pretrained import is_shipped_file, read_pretrained
 
 Pretrained = bool | str | os.PathLike
 #: ``pretrained="ferplus"``: the ResNet-18 trunk of the face-expression model that ships
@@ -174,13 +176,26 @@ def load_backbone(backbone: nn.Module, pretrained: Pretrained, weights: WeightsE
     backbone.load_state_dict(state, strict=True)
 
 
-def load_ferplus_classifier(model: nn.Module, classes: tuple[str, ...] | list[str]) -> bool:
-    """Give ``model`` the shipped FER+ model's classifier when it predicts exactly that
-    model's classes, in its order, from features of the same size (``model.pretrained:
-    ferplus`` with ``model.pretrained_classifier: true``: the whole shipped model, fine-tuned).
-    Returns whether it did.
+def load_pretrained_classifier(model: nn.Module, classes: tuple[str, ...] | list[str],
+                               pretrained: Pretrained = FERPLUS) -> bool:
+    """Give ``model`` the classifier of a dfer model file when it predicts exactly that file's
+    classes, in its order, from features of the same size (``model.pretrained_classifier:
+    true``: the whole model, fine-tuned). Returns whether it did.
+
+    Args:
+        pretrained: ``"ferplus"`` (the model that ships with dfer) or the path of a model file
+            written by ``python -m dfer.pretrained`` (e.g. a longer run's, to fine-tune further).
+
+    Raises:
+        ConfigError: the path is not a dfer model file (no classes recorded, so no classifier
+            to take), or the file cannot be read.
     """
-    state, meta = read_pretrained()
+    path = None if pretrained == FERPLUS else Path(pretrained)
+    if path is not None and not is_shipped_file(path):
+        raise ConfigError(f"{path}: model.pretrained_classifier takes the classifier of a dfer model file (one "
+                          f"written by python -m dfer.pretrained, its classes recorded); this file is not one: "
+                          f"leave pretrained_classifier false to take its trunk alone")
+    state, meta = read_pretrained(path)
     head = getattr(model, "classifier", None)
     weight, bias = state.get("classifier.weight"), state.get("classifier.bias")
     if (not isinstance(head, nn.Linear) or weight is None or bias is None

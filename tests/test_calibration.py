@@ -168,7 +168,7 @@ def test_a_bad_rule_in_the_files_metadata_is_named(changes, message, tmp_path, m
 
 
 def test_a_correction_without_a_recorded_prior_or_for_a_run_is_one_line(tmp_path, monkeypatch, capsys):
-    path = _with_metadata(tmp_path / "m.safetensors")  # a file of an older dfer: no prior
+    path = _with_metadata(tmp_path / "m.safetensors", prior=None, prior_correction=0.0)  # an older dfer's: no prior
     monkeypatch.setenv("DFER_PRETRAINED", str(path))
     out = tmp_path / "out"
     assert main(["predict", str(next(FACE.glob("*.png"))), "--aligned", "--prior-correction", "0.5",

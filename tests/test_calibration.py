@@ -153,7 +153,7 @@ def test_the_files_rule_is_applied_and_the_command_line_overrides_it(tmp_path, m
     ({"prior": PRIOR8[:7]}, "prior .* is not one positive number per class, summing to 1"),
     ({"prior": [0.5] * 8}, "prior .* is not one positive number per class"),
     ({"prior": PRIOR8, "prior_correction": -1}, r"prior_correction -1 is not in \[0, 2\], with a prior"),
-    ({"prior_correction": 0.5}, r"prior_correction 0.5 is not in \[0, 2\], with a prior"),
+    ({"prior": None, "prior_correction": 0.5}, r"prior_correction 0.5 is not in \[0, 2\], with a prior"),
     ({"temperature": 0}, r"temperature 0 is not in \(0, 100\]"),
     ({"tta": "ten-crop"}, "tta 'ten-crop' is not one of none, flip"),
 ])
@@ -183,7 +183,7 @@ def test_a_correction_without_a_recorded_prior_or_for_a_run_is_one_line(tmp_path
 
 
 def test_evaluate_reports_the_rule_it_answered_with(tmp_path, monkeypatch):
-    monkeypatch.setenv("DFER_PRETRAINED", str(_with_metadata(tmp_path / "m.safetensors", prior=PRIOR8)))
+    monkeypatch.setenv("DFER_PRETRAINED", str(_with_metadata(tmp_path / "m.safetensors", prior=PRIOR8, tta="none")))
     runs = {}
     for name, extra in (("plain", []), ("flip", ["--tta", "flip", "--prior-correction", "1.0"])):
         out = tmp_path / name

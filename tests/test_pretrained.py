@@ -343,8 +343,10 @@ def _ferplus_rows(folder: Path) -> list[tuple[str, int]]:
 
 
 def _direct_probabilities(paths: list[Path], margin: int = 0) -> np.ndarray:
-    """(N, 8) softmax of build_model's network on each grey face (less ``margin`` pixels on
-    every side): upsampled to `size`, 3 equal channels, the file's normalisation."""
+    """(N, 8) answer of build_model's network on each grey face (less ``margin`` pixels on
+    every side): upsampled to `size`, 3 equal channels, the file's normalisation, then the
+    file's answer rule written out here: flip averages the logits of the face and of its
+    mirror image, the prior correction subtracts tau * log(prior), then the temperature."""
     model, meta = load_shipped(device="cpu")
     x = []
     for p in paths:
@@ -353,8 +355,14 @@ def _direct_probabilities(paths: list[Path], margin: int = 0) -> np.ndarray:
         img = TF.resize(grey[None].expand(3, -1, -1), [meta["size"]], antialias=True)
         img = TF.center_crop(img, [meta["size"]] * 2).float() / 255
         x.append(TF.normalize(img, meta["mean"], meta["std"]))
+    x = torch.stack(x)[:, None]
     with torch.inference_mode():
-        return torch.softmax(model(torch.stack(x)[:, None]).double(), -1).numpy()
+        z = model(x).double()
+        if meta.get("tta", "none") == "flip":
+            z = (z + model(x.flip(-1)).double()) / 2
+        if meta.get("prior_correction", 0):
+            z = z - meta["prior_correction"] * torch.tensor(meta["prior"], dtype=torch.float64).log()
+        return torch.softmax(z / meta.get("temperature", 1.0), -1).numpy()
 
 
 def _read_predictions(path: Path) -> list[dict]:

@@ -342,7 +342,7 @@ def _predict_and_evaluate_pretrained(tmp_path, capsys) -> list[str]:
     ({"model": "resnet_9000"}, r"model 'resnet_9000' .* cannot be built: unknown model"),
     ({"classes": ["happy", "joyful"] + ["sad"] * 6}, r"classes .* is not a list of two or more distinct emotion"),
     ({"classes": "neutral,happy"}, r"classes 'neutral,happy' is not a list"),
-    ({"classes": ["neutral", "happy"]}, r"its weights do not fit tsm_resnet18"),
+    ({"classes": ["neutral", "happy"], "prior": None}, r"its weights do not fit tsm_resnet18"),
     ({"grey": "yes"}, r"grey 'yes' is not true or false"),
     ({"metrics": [1]}, r"metrics \[1\] is not a mapping"),
 ])

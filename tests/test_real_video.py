@@ -29,6 +29,7 @@ from dfer.errors import ConfigError
 from dfer.predict import PredictConfig, WindowPlan, load_pretrained, plan_windows, predict_file
 from dfer.preprocess.video import iter_frames
 
+ROOT = Path(__file__).resolve().parents[1]
 CLIPS = Path(__file__).parent / "data" / "acted" / "javanese"
 NAMES = ("01-01-03_01", "04-02-04_01", "07-03-01_01")  # happy, surprise, neutral
 
@@ -270,7 +271,7 @@ def test_a_model_file_of_a_longer_run_is_fine_tuned_whole_from_its_path(tmp_path
     """pretrained: PATH with pretrained_classifier takes that file's trunk and classifier (not
     the shipped model's); a plain state dict has no classes to check, so it is refused."""
     from safetensors import safe_open
-    from safetensors.torch import save_file
+    from safetensors.torch import load_file, save_file
 
     from dfer.models import create_model
     from dfer.models.weights import load_pretrained_classifier
@@ -288,8 +289,17 @@ def test_a_model_file_of_a_longer_run_is_fine_tuned_whole_from_its_path(tmp_path
     assert load_pretrained_classifier(model, meta["classes"], str(path))
     assert torch.equal(model.classifier.weight, changed["classifier.weight"])
     assert not torch.equal(model.classifier.weight, state["classifier.weight"].float())
-    cfg = load_config(None, [f"model.pretrained={path}", "model.pretrained_classifier=true"])
-    assert cfg.model.pretrained == str(path)
+    # through dfer train: the run starts from that file's classifier (a step too small to move it)
+    ferplus = write_random_ferplus(tmp_path / "ferplus")
+    assert main(["train", "-c", str(ROOT / "configs" / "ferplus" / "still_face.yaml"), f"data.source.root={ferplus}",
+                 "data.source.test_split=val", f"model.pretrained={path}", "model.pretrained_classifier=true",
+                 "data.size=32", "data.num_workers=0", "optim.epochs=1", "optim.batch_size=64", "optim.lr=1e-9",
+                 "optim.precision=fp32", "threads=1", "tensorboard=false", "progress=false",
+                 f"out_dir={tmp_path / 'runs'}", "name=further"]) == 0
+    trained = load_file(str(tmp_path / "runs" / "further" / "checkpoints" / "last.safetensors"))
+    torch.testing.assert_close(trained["model.classifier.weight"], changed["classifier.weight"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(trained["model.backbone.conv1.weight"], changed["backbone.conv1.weight"], rtol=0,
+                               atol=1e-5)
 
     plain = tmp_path / "plain.safetensors"
     save_file({k: v.contiguous() for k, v in changed.items()}, str(plain))

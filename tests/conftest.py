@@ -131,8 +131,13 @@ def write_random_ferplus(root: Path, sizes=(136, 24), seed=0) -> Path:
 
 def kill_9_into_epoch_2(cmd: list, run_dir: Path, *, env: dict, cwd: Path, after: float) -> None:
     """Start ``cmd`` (a dfer train, or a torchrun of one, into ``run_dir``) in a session of its
-    own, wait until epoch 1 is checkpointed, then ``after`` seconds later SIGKILL the whole
-    process group (trainer, ranks, loader workers) and reap it."""
+    own, wait until epoch 1 is checkpointed, then ``after`` seconds later SIGKILL every process
+    of the job (trainer or torchrun agent, its ranks, their loader workers) and reap it.
+
+    torchrun starts each rank in a session of its own, so killing the agent's process group
+    would leave the ranks running on as orphans, still writing into ``run_dir``: the job's
+    processes are found by parentage instead, stopped (so none starts another) until no new
+    one appears, then killed."""
     import os
     import signal
     import subprocess
@@ -147,6 +152,58 @@ def kill_9_into_epoch_2(cmd: list, run_dir: Path, *, env: dict, cwd: Path, after
         assert time.monotonic() < deadline, "epoch 1 never checkpointed"
         time.sleep(0.05)
     time.sleep(after)  # into epoch 2
-    os.killpg(proc.pid, signal.SIGKILL)
+    job: set[int] = set()
+    while True:
+        found = _descendants(proc.pid) - job
+        if not found:
+            break
+        for pid in found:
+            _signal(pid, signal.SIGSTOP)
+        job |= found
+    for pid in job:
+        _signal(pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
+    deadline = time.monotonic() + 60
+    while any(_alive(pid) for pid in job - {proc.pid}):  # orphans are reaped by init: wait for them to go
+        assert time.monotonic() < deadline, "the killed job's processes did not end"
+        time.sleep(0.05)
+
+
+def _descendants(pid: int) -> set[int]:
+    """``pid`` and every living process below it (read from /proc)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                stat = Path(f"/proc/{name}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(ppid, []).append(int(name))
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p not in out and _alive(p):
+            out.add(p)
+            todo.extend(children.get(p, []))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not yet ended (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _signal(pid: int, sig) -> None:
+    import os
+
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -305,6 +306,15 @@ def test_a_model_file_of_a_longer_run_is_fine_tuned_whole_from_its_path(tmp_path
     save_file({k: v.contiguous() for k, v in changed.items()}, str(plain))
     with pytest.raises(ConfigError, match=r"plain.safetensors: model.pretrained_classifier .* this file is not one"):
         load_pretrained_classifier(model, meta["classes"], str(plain))
+    # a user's damaged or missing model file is theirs to write again: no advice to reinstall dfer
+    broken = tmp_path / "broken.safetensors"
+    save_file({**changed, "classifier.bias": torch.full_like(changed["classifier.bias"], float("nan"))}, str(broken),
+              metadata=metadata)
+    for bad, what in ((broken, r"this dfer model file is damaged \(weight tensor classifier.bias holds NaN"),
+                      (tmp_path / "absent.safetensors", "the model file not found")):
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(bad))}: {what}") as e:
+            load_pretrained_classifier(model, meta["classes"], str(bad))
+        assert "reinstall" not in str(e.value)
 
 
 def test_train_sources_settings_are_checked_when_the_config_is_read(tmp_path):

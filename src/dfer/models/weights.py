@@ -191,7 +191,7 @@ def load_pretrained_classifier(model: nn.Module, classes: tuple[str, ...] | list
             to take), or the file cannot be read.
     """
     path = None if pretrained == FERPLUS else Path(pretrained)
-    if path is not None and not is_shipped_file(path):
+    if path is not None and path.is_file() and not is_shipped_file(path):  # a missing file: read_pretrained says so
         raise ConfigError(f"{path}: model.pretrained_classifier takes the classifier of a dfer model file (one "
                           f"written by python -m dfer.pretrained, its classes recorded); this file is not one: "
                           f"leave pretrained_classifier false to take its trunk alone")

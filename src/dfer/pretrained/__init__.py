@@ -67,6 +67,8 @@ def read_pretrained(path: str | os.PathLike | None = None) -> tuple[dict[str, to
     path = Path(path) if path is not None else weights_path()
     if not is_regular_file(path):
         what = "is not a regular file" if os.path.lexists(path) else "not found"
+        if not _installed(path):
+            raise ConfigError(f"{path}: the model file {what}")
         raise ConfigError(f"the FER+ model that ships with dfer is missing ({path} {what}); {_REINSTALL}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -93,10 +95,22 @@ def is_shipped_file(path: str | os.PathLike) -> bool:
 
 
 def damaged(path: Path, e: BaseException) -> ConfigError:
-    """The one line of a shipped file that does not read as one: the file, what is wrong, how
-    to reinstall."""
+    """The one line of a model file that does not read as one: the file, what is wrong, and how
+    to mend it (reinstall dfer for the file it ships; export a user's file again)."""
     reason = " ".join(str(e).split())[:200] or type(e).__name__
+    if not _installed(path):
+        return ConfigError(f"{path}: this dfer model file is damaged ({reason}); write it again with python -m "
+                           f"dfer.pretrained RUN")
     return ConfigError(f"the FER+ model that ships with dfer is damaged ({path}: {reason}); {_REINSTALL}")
+
+
+def _installed(path: Path) -> bool:
+    """Whether ``path`` is the model file dfer answers with (:func:`weights_path`), which a
+    reinstall mends, rather than a user's own model file."""
+    try:
+        return Path(path).resolve() == weights_path().resolve()
+    except OSError:
+        return False
 
 
 #: the input sides a shipped model may ask for (its faces are upsampled to it)

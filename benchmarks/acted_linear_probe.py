@@ -9,9 +9,13 @@ fitted, starting from the shipped one (full-batch L-BFGS):
     loss = CE(FER+ Train votes) + w * CE(acted windows' labels) + decay * |W - W_shipped|^2
 
 ``w`` weights the acted windows against FER+ (each term is a mean over its own samples). An
-acted window is a 2-s stretch of a clip (``--window`` frames of its aligned faces), whose 8
-evenly spaced frames have their features averaged as ``dfer predict`` averages a window; a
-clip's answer is the mean of its windows' distributions over the corpus's classes (the
+acted window is a stretch of ``--window`` consecutive aligned frames of a clip (50: 1.7 s of
+the Javanese clips' 29.97 fps), whose 8 evenly spaced frames (ends included) have their
+features averaged, as the shipped model averages a window's 8 frames; a tail shorter than a
+window is left out. ``dfer predict``'s windows are close to these but not the same (2 s,
+segment centres, a last window ending on the last frame), so the held-out figures to quote
+are ``dfer evaluate``'s with the files of ``--write-folds``, through predict's own path. A
+clip's answer here is the mean of its windows' distributions over the corpus's classes (the
 model's other classes dropped), with flip test-time augmentation (the mean of the logits of
 a face and its mirror: for a linear head, the head of the mean feature).
 
@@ -21,11 +25,12 @@ non-neutral clips called neutral; the fit on every actor gives FER+ Valid accura
 KL to the votes (flip). ``w = 0`` refits on FER+ alone (the shipped classifier, less
 the decay's pull, as a check); ``--acted-only`` adds the fit without FER+.
 
-    python benchmarks/acted_linear_probe.py --frames runs/jv_pre --ferplus ../shared/ferplus \\
-        --acted-weights 0 0.1 0.3 1 3
+    python benchmarks/acted_linear_probe.py --frames FRAMES --ferplus ../shared/ferplus \\
+        --weights FILE --acted-weights 0 0.1 0.3 1 3
 
-With one ``--acted-weights W``, ``--write FILE`` also writes the model file (``--weights``'s,
-default the shipped one) with the classifier fitted on every actor and FER+ Train (fp16 as
+``--weights`` is the model file to start from (the 40-epoch model's export for the file dfer
+ships; not the shipped file itself, whose classifier already saw every actor). With one
+``--acted-weights W``, ``--write FILE`` also writes that model file with the classifier fitted on every actor and FER+ Train (fp16 as
 shipped; its metadata kept, ``trained_by`` saying how, ``metrics`` its one-pass FER+ Valid
 figures), and ``--write-folds DIR`` the file of each fold, fitted without that fold's actors,
 so that ``dfer evaluate --pretrained`` scores the held-out actors through ``dfer predict``'s
@@ -91,6 +96,8 @@ def window_picks(n: int, window: int) -> list[np.ndarray]:
     """The frames (indices) of each window of a clip of ``n`` aligned frames: consecutive
     windows of ``window`` frames (a clip shorter than one is one window; a tail shorter than
     a window is left out), 8 evenly spaced frames in each, ends included."""
+    if n < 1:
+        return []
     starts = range(0, max(1, n - window + 1), window)
     return [np.linspace(s, min(n, s + window) - 1, WINDOW_FRAMES).round().astype(int) for s in starts]
 
@@ -103,6 +110,8 @@ def acted_windows(bundle, table, window: int, batch: int = 256):
         _, face_fraction = recorded_preprocessing(source)
         transform = input_transform(_reframed(bundle, face_fraction, source))
         picks = window_picks(len(list_frame_files(source)), window)
+        if not picks:
+            raise SystemExit(f"{source}: no aligned frame")
         wanted = sorted(set(np.concatenate(picks).tolist()))
         feats = []
         for i in range(0, len(wanted), batch):
@@ -153,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", required=True, help="a dfer preprocess output of an acted corpus (folds by actor)")
     ap.add_argument("--ferplus", required=True, help="the FER+ folder (Train fits, Valid measures)")
-    ap.add_argument("--weights", help="a shipped-format model file (default: the one that ships)")
+    ap.add_argument("--weights", required=True,
+                    help="the model file to start from (python -m dfer.pretrained's output; not a file whose "
+                         "classifier was already fitted on these clips)")
     ap.add_argument("--acted-weights", type=float, nargs="+", default=[0.0, 0.1, 0.3, 1.0, 3.0])
     ap.add_argument("--decay", type=float, default=1e-3, help="pull towards the shipped classifier")
     ap.add_argument("--window", type=int, default=50, help="aligned frames a window spans (2 s at 25 fps)")
@@ -166,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.write or args.write_folds) and len(args.acted_weights) != 1:
         ap.error("--write and --write-folds take exactly one --acted-weights")
     torch.set_num_threads(args.threads)
-    if args.weights:
-        os.environ["DFER_PRETRAINED"] = args.weights
+    os.environ["DFER_PRETRAINED"] = args.weights
     torch.manual_seed(0)
     t0 = time.perf_counter()
     bundle = load_model(pretrained=True, device="cpu", tta="none")
@@ -175,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     table = load_source("manifest", os.path.join(args.frames, "manifest.csv"))
     classes, labels = list(table.classes), table.hard_labels()
     index = class_index(bundle.classes, table.classes)
-    key = {"weights": str(args.weights or "shipped"), "frames": os.path.abspath(args.frames),
+    folds = np.asarray(table.fold)
+    if (folds < 1).any():
+        raise SystemExit(f"{args.frames}: its manifest has no folds by actor; preprocess with -o folds=4")
+    stat = os.stat(args.weights)
+    key = {"weights": [os.path.abspath(args.weights), stat.st_size, stat.st_mtime_ns],
+           "frames": os.path.abspath(args.frames),
            "ferplus": os.path.abspath(args.ferplus), "window": args.window}
     cached = torch.load(args.cache, weights_only=True) if args.cache and os.path.exists(args.cache) else None
     if cached is not None and json.loads(cached["key"]) == key:
@@ -188,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.cache:
             torch.save({"key": json.dumps(key), "fer_x": fer_x, "fer_y": fer_y, "val_x": val_x, "val_y": val_y,
                         "val_labels": torch.as_tensor(val_labels), "windows": windows}, args.cache)
-    folds = np.asarray(table.fold)
     print(f"features in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     fer_x2 = fer_x.flatten(0, 1)  # both views of each face train
     fer_y2 = fer_y.repeat_interleave(2, 0)
@@ -245,7 +259,7 @@ def _write(path: str, W, b, weight: float, args, actors: str, metrics: dict) -> 
     from dfer.io import atomic_path
     from dfer.pretrained import weights_path
 
-    src = args.weights or weights_path()
+    src = args.weights or weights_path()  # (the tests write from the shipped file)
     with safe_open(str(src), framework="pt") as f:
         meta = json.loads(f.metadata()["dfer_pretrained"])
         state = {k: f.get_tensor(k) for k in f.keys()}

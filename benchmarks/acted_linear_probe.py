@@ -55,7 +55,8 @@ from dfer.data.decode import list_frame_files, read_frames
 from dfer.data.table import ClipKind
 from dfer.evaluate import _reframed, _source_table, class_index
 from dfer.inference import to_model_input
-from dfer.metrics import summarise
+from dfer.losses import soft_target_cross_entropy
+from dfer.metrics import confusion_matrix, per_class_recall, summarise, uar
 from dfer.predict import input_transform, load_model
 from dfer.preprocess.pipeline import recorded_preprocessing
 
@@ -133,7 +134,7 @@ def fit_head(w0, b0, fer_x, fer_y, act_x, act_y, acted_weight: float, decay: flo
         opt.zero_grad()
         loss = decay * ((W - w0) ** 2).sum()
         if use_ferplus:
-            loss = loss + -(fer_y * F.log_softmax(fer_x @ W.T + b, 1)).sum(1).mean()
+            loss = loss + soft_target_cross_entropy(fer_x @ W.T + b, fer_y)
         if act_x is not None and acted_weight > 0:
             loss = loss + acted_weight * F.cross_entropy(act_x @ W.T + b, act_y)
         loss.backward()
@@ -150,11 +151,13 @@ def clip_answers(W, b, windows, index) -> np.ndarray:
 
 
 def acted_scores(probs, labels, classes) -> dict:
+    """UAR and recall over the classes present, and the non-neutral clips answered neutral."""
     pred = probs.argmax(1)
     neutral = classes.index("neutral")
-    recall = {c: float((pred[labels == i] == i).mean()) for i, c in enumerate(classes) if (labels == i).any()}
+    cm = confusion_matrix(labels, pred, len(classes))
+    recall = {c: float(r) for c, r in zip(classes, per_class_recall(cm)) if not np.isnan(r)}
     emotional = labels != neutral
-    return {"uar": float(np.mean(list(recall.values()))), "recall": recall,
+    return {"uar": uar(cm), "recall": recall,
             "called_neutral": [int((pred[emotional] == neutral).sum()), int(emotional.sum())]}
 
 
@@ -257,11 +260,11 @@ def _write(path: str, W, b, weight: float, args, actors: str, metrics: dict) -> 
     from safetensors.torch import save_file
 
     from dfer.io import atomic_path
-    from dfer.pretrained import weights_path
+    from dfer.pretrained import _META_KEY, weights_path
 
     src = args.weights or weights_path()  # (the tests write from the shipped file)
     with safe_open(str(src), framework="pt") as f:
-        meta = json.loads(f.metadata()["dfer_pretrained"])
+        meta = json.loads(f.metadata()[_META_KEY])
         state = {k: f.get_tensor(k) for k in f.keys()}
     dtype = state["classifier.weight"].dtype
     state["classifier.weight"], state["classifier.bias"] = W.to(dtype).contiguous(), b.to(dtype).contiguous()
@@ -271,7 +274,7 @@ def _write(path: str, W, b, weight: float, args, actors: str, metrics: dict) -> 
                           f"benchmarks/acted_linear_probe.py")
     meta["metrics"] = metrics
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"dfer_pretrained": json.dumps(meta)})
+        save_file(state, str(tmp), metadata={_META_KEY: json.dumps(meta)})
         os.chmod(tmp, 0o644)
 
 

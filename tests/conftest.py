@@ -168,6 +168,25 @@ def kill_9_into_epoch_2(cmd: list, run_dir: Path, *, env: dict, cwd: Path, after
     while any(_alive(pid) for pid in job - {proc.pid}):  # orphans are reaped by init: wait for them to go
         assert time.monotonic() < deadline, "the killed job's processes did not end"
         time.sleep(0.05)
+    # none of the job escaped the search: no living process still names the run directory
+    left = [pid for pid in _writers_of(run_dir) if _alive(pid)]
+    assert not left, f"processes of the killed job still run: {left}"
+
+
+def _writers_of(run_dir: Path) -> list[int]:
+    """Processes whose command line names ``run_dir``."""
+    import os
+
+    needle = os.fsencode(str(run_dir))
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if needle in Path(f"/proc/{name}/cmdline").read_bytes():
+                    found.append(int(name))
+            except OSError:
+                continue
+    return found
 
 
 def _descendants(pid: int) -> set[int]:
